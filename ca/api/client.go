@@ -1,0 +1,255 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to a jit-ssh server.
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithHTTPClient sets the HTTP client (for TLS settings or tests).
+func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
+
+// NewClient returns a client for the server at base, authenticating with
+// token (which may be empty for unauthenticated endpoints).
+func NewClient(base, token string, opts ...ClientOption) (*Client, error) {
+	u, err := url.Parse(strings.TrimSuffix(base, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("api: server URL %q must look like https://jit-ssh.example.com", base)
+	}
+	c := &Client{base: u, token: token, http: &http.Client{Timeout: MaxWait + 30*time.Second}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Error is an error answer from the server.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// IsStatus reports whether err is a server answer with the given status.
+func IsStatus(err error, status int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == status
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in any) (*http.Response, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("api: cannot reach the jit-ssh server at %s: %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var eb ErrorBody
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
+			return nil, &Error{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode),
+				Message: fmt.Sprintf("server answered %s", resp.Status)}
+		}
+		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	resp, err := c.do(ctx, method, path, query, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("api: reading the server's answer: %w", err)
+	}
+	return nil
+}
+
+// CA returns the CA keys hosts should trust.
+func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
+	var out CAResponse
+	return &out, c.call(ctx, http.MethodGet, "/v1/ca", nil, nil, &out)
+}
+
+// HostGroup returns a host group's public description.
+func (c *Client) HostGroup(ctx context.Context, name string) (*HostGroup, error) {
+	var out HostGroup
+	return &out, c.call(ctx, http.MethodGet, "/v1/host-groups/"+url.PathEscape(name), nil, nil, &out)
+}
+
+// Health returns the server's health.
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	var out Health
+	return &out, c.call(ctx, http.MethodGet, "/healthz", nil, nil, &out)
+}
+
+// CreateRequest files a request.
+func (c *Client) CreateRequest(ctx context.Context, in CreateRequest) (*Request, error) {
+	var out Request
+	return &out, c.call(ctx, http.MethodPost, "/v1/requests", nil, in, &out)
+}
+
+// GetRequest returns a request. With wait > 0 it long-polls until the
+// request's version differs from version (or wait passes).
+func (c *Client) GetRequest(ctx context.Context, id string, wait time.Duration, version int64) (*Request, error) {
+	q := url.Values{}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+		q.Set("version", strconv.FormatInt(version, 10))
+	}
+	var out Request
+	return &out, c.call(ctx, http.MethodGet, "/v1/requests/"+url.PathEscape(id), q, nil, &out)
+}
+
+// ListRequestsOptions filters ListRequests.
+type ListRequestsOptions struct {
+	Mine, Reviewable bool
+	State            string
+}
+
+// ListRequests lists requests.
+func (c *Client) ListRequests(ctx context.Context, o ListRequestsOptions) ([]Request, error) {
+	q := url.Values{}
+	if o.Mine {
+		q.Set("mine", "true")
+	}
+	if o.Reviewable {
+		q.Set("reviewable", "true")
+	}
+	if o.State != "" {
+		q.Set("state", o.State)
+	}
+	var out struct {
+		Requests []Request `json:"requests"`
+	}
+	return out.Requests, c.call(ctx, http.MethodGet, "/v1/requests", q, nil, &out)
+}
+
+// EditRequest narrows a pending request or changes its reason.
+func (c *Client) EditRequest(ctx context.Context, id string, in EditRequest) (*Request, error) {
+	var out Request
+	return &out, c.call(ctx, http.MethodPatch, "/v1/requests/"+url.PathEscape(id), nil, in, &out)
+}
+
+// CancelRequest cancels a pending request or ends an open grant.
+func (c *Client) CancelRequest(ctx context.Context, id string) (*Request, error) {
+	var out Request
+	return &out, c.call(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/cancel", nil, struct{}{}, &out)
+}
+
+// Review submits a review.
+func (c *Client) Review(ctx context.Context, id string, in ReviewRequest) (*Request, error) {
+	var out Request
+	return &out, c.call(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/reviews", nil, in, &out)
+}
+
+// IssueCertificate asks for a certificate for publicKey under request id.
+func (c *Client) IssueCertificate(ctx context.Context, id, publicKey string) (*Certificate, error) {
+	var out Certificate
+	return &out, c.call(ctx, http.MethodPost, "/v1/certificates", nil, IssueRequest{RequestID: id, PublicKey: publicKey}, &out)
+}
+
+// CertificateFilter filters ListCertificates; zero fields match everything.
+type CertificateFilter struct {
+	User, Group           string
+	Since, Until, ValidAt time.Time
+	Limit                 int
+}
+
+func (f CertificateFilter) values() url.Values {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	set("user", f.User)
+	set("group", f.Group)
+	set("since", ts(f.Since))
+	set("until", ts(f.Until))
+	set("valid_at", ts(f.ValidAt))
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
+
+// ListCertificates streams matching certificates to fn.
+func (c *Client) ListCertificates(ctx context.Context, f CertificateFilter, fn func(Certificate) error) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/certificates", f.values(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var cert Certificate
+		if err := json.Unmarshal(sc.Bytes(), &cert); err != nil {
+			return fmt.Errorf("api: the listing was cut off or garbled: %w", err)
+		}
+		if err := fn(cert); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("api: the listing was cut off: %w", err)
+	}
+	return nil
+}
+
+// GetCertificate returns one certificate by serial.
+func (c *Client) GetCertificate(ctx context.Context, serial uint64) (*Certificate, error) {
+	var out Certificate
+	return &out, c.call(ctx, http.MethodGet, "/v1/certificates/"+strconv.FormatUint(serial, 10), nil, nil, &out)
+}

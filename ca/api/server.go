@@ -1,0 +1,611 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
+)
+
+// Limits of the service.
+const (
+	MaxBodyBytes = 64 << 10
+	MaxWait      = 60 * time.Second
+)
+
+// Ledger is what the service reads and records directly.
+type Ledger interface {
+	ListCertificates(ctx context.Context, f store.CertFilter, fn func(*ca.Certificate) error) error
+	GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error)
+	RecordEvent(ctx context.Context, ev ca.Event) error
+	Ping(ctx context.Context) error
+}
+
+// Server is the HTTP service.
+type Server struct {
+	svc     *approval.Service
+	issuer  *ca.Issuer
+	signer  ca.Signer
+	ledger  Ledger
+	trusted []ssh.PublicKey // extra CA keys hosts should keep trusting (rotation)
+	log     *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+}
+
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// WithLogger sets the server's logger.
+func WithLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.log = l } }
+
+// WithTrustedKeys adds CA keys that GET /v1/ca publishes besides the
+// signer's own (a previous key during rotation).
+func WithTrustedKeys(keys []ssh.PublicKey) ServerOption {
+	return func(s *Server) { s.trusted = keys }
+}
+
+// WithClock sets the clock; nil means time.Now.
+func WithClock(now func() time.Time) ServerOption { return func(s *Server) { s.now = now } }
+
+// NewServer returns the service.
+func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledger Ledger, opts ...ServerOption) *Server {
+	s := &Server{svc: svc, issuer: issuer, signer: signer, ledger: ledger, log: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", s.health)
+	m.HandleFunc("GET /v1/ca", s.getCA)
+	m.HandleFunc("GET /v1/host-groups/{name}", s.getHostGroup)
+	m.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
+	m.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
+	m.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))
+	m.HandleFunc("PATCH /v1/requests/{id}", s.authed(s.editRequest))
+	m.HandleFunc("POST /v1/requests/{id}/cancel", s.authed(s.cancelRequest))
+	m.HandleFunc("POST /v1/requests/{id}/reviews", s.authed(s.review))
+	m.HandleFunc("POST /v1/certificates", s.authed(s.issue))
+	m.HandleFunc("GET /v1/certificates", s.authed(s.listCertificates))
+	m.HandleFunc("GET /v1/certificates/{serial}", s.authed(s.getCertificate))
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	s.mux = m
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+// HTTPServer wraps h with the timeouts and header limits jit-ssh runs with.
+// The write timeout leaves room for the longest long-poll.
+func HTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      MaxWait + 30*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, login string)
+
+// authed resolves the bearer token to a login before calling h.
+func (s *Server) authed(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		login, err := s.svc.Authenticate(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="jit-ssh"`)
+			s.fail(w, r, err)
+			return
+		}
+		h(w, r, login)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "encoding the response failed")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	body, _ := json.Marshal(b)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// fail maps err to a status and code and writes it. Internal errors are
+// logged and reported without detail.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := classify(err)
+	if status >= 500 {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("code", code), slog.String("error", err.Error()))
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeError(w, status, code, msg)
+}
+
+func classify(err error) (int, string, string) {
+	var ae *approval.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return kindStatus(ae.Kind), ae.Code, ae.Message
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)
+	case errors.Is(err, errBadInput):
+		return http.StatusBadRequest, "invalid_input", strings.TrimPrefix(err.Error(), errBadInput.Error()+": ")
+	case errors.Is(err, errContentType):
+		return http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json"
+	case errors.Is(err, ca.ErrBadKey), errors.Is(err, ca.ErrKeyType):
+		return http.StatusBadRequest, "invalid_public_key", strings.TrimPrefix(err.Error(), "ca: ")
+	case errors.Is(err, ca.ErrInvalidName):
+		return http.StatusBadRequest, "invalid_name", strings.TrimPrefix(err.Error(), "ca: ")
+	case errors.Is(err, ca.ErrGrantEnded):
+		return http.StatusConflict, "grant_ended", "the grant has ended; request access again"
+	case errors.Is(err, ca.ErrSignerMismatch):
+		return http.StatusServiceUnavailable, "signer_mismatch", "the signer returned a certificate that differs from the request; none was issued (check the signer's role configuration): " + err.Error()
+	case errors.Is(err, ca.ErrSignerUnavailable):
+		return http.StatusServiceUnavailable, "signer_unavailable", "the CA signer is unavailable, no certificate was issued: " + err.Error()
+	case errors.Is(err, ca.ErrLedgerUnavailable):
+		return http.StatusServiceUnavailable, "ledger_unavailable", "the ledger cannot record, so no certificate was issued; try again shortly"
+	case errors.Is(err, ca.ErrNotFound):
+		return http.StatusNotFound, "not_found", "not found"
+	case errors.Is(err, ca.ErrConflict):
+		return http.StatusConflict, "conflict", "the record changed concurrently; try again"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "timeout", "the request timed out"
+	default:
+		return http.StatusInternalServerError, "internal", "internal error; see the server log"
+	}
+}
+
+func kindStatus(kind error) int {
+	switch kind {
+	case approval.ErrUnauthenticated:
+		return http.StatusUnauthorized
+	case approval.ErrForbidden:
+		return http.StatusForbidden
+	case approval.ErrNotFound:
+		return http.StatusNotFound
+	case approval.ErrInvalid:
+		return http.StatusBadRequest
+	case approval.ErrConflict:
+		return http.StatusConflict
+	case approval.ErrUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+var (
+	errBadInput    = errors.New("invalid input")
+	errContentType = errors.New("unsupported content type")
+)
+
+// decode reads a JSON body of at most MaxBodyBytes into v, refusing unknown
+// fields, trailing data and other content types.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return errContentType
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: empty body", errBadInput)
+		}
+		return fmt.Errorf("%w: %v", errBadInput, err) //nolint:errorlint // the decoder's message is what the caller needs
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON object", errBadInput)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: trailing data after the JSON object", errBadInput)
+	}
+	return nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if len(s) > 32 {
+		return 0, fmt.Errorf("%w: duration too long", errBadInput)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: duration %q must be positive, like 30m or 1h", errBadInput, s)
+	}
+	return d, nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	h := Health{Status: "ok", Checks: map[string]string{"ledger": "ok", "signer": "ok"}}
+	status := http.StatusOK
+	if err := s.ledger.Ping(ctx); err != nil {
+		h.Status, h.Checks["ledger"], status = "unavailable", "unavailable", http.StatusServiceUnavailable
+	}
+	if _, err := s.signer.PublicKeys(ctx); err != nil {
+		h.Status, h.Checks["signer"], status = "unavailable", "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
+}
+
+func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.signer.PublicKeys(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %w", ca.ErrSignerUnavailable, err))
+		return
+	}
+	resp := CAResponse{Keys: []CAKey{}}
+	seen := map[string]bool{}
+	for _, k := range append(keys, s.trusted...) {
+		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+		if seen[line] {
+			continue
+		}
+		seen[line] = true
+		resp.Keys = append(resp.Keys, CAKey{PublicKey: line, Fingerprint: ca.Fingerprint(k)})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// getHostGroup publishes a group's name and principals, which a host
+// operator needs for 'jit-ssh host config'. Teams and limits stay private.
+func (s *Server) getHostGroup(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	p := s.svc.Policy(name)
+	if ca.CheckGroup(name) != nil || p == nil {
+		writeError(w, http.StatusNotFound, "unknown_host_group", fmt.Sprintf("unknown host group %q", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, HostGroup{Name: p.Group, Principals: orEmpty(p.Principals)})
+}
+
+// requestView adds what a client needs to show progress.
+func (s *Server) requestView(r *ca.Request) Request {
+	v := Request{
+		ID: r.ID, HostGroup: r.HostGroup, Requester: r.Requester, State: r.State, Reason: r.Reason,
+		Duration: r.Duration.String(), DurationSeconds: int64(r.Duration / time.Second),
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ApprovedAt: timePtr(r.ApprovedAt), GrantEndsAt: timePtr(r.GrantEnds()),
+		Version: r.Version, Reviews: r.Reviews, ApproverTeams: []string{},
+	}
+	if v.Reviews == nil {
+		v.Reviews = []ca.Review{}
+	}
+	if p := s.svc.Policy(r.HostGroup); p != nil {
+		v.ApprovalsRequired, v.ApproverTeams = p.ApprovalsRequired, orEmpty(p.Approvers)
+	}
+	t := approval.TallyReviews(r)
+	v.Approvals, v.ChangesRequestedBy = orEmpty(t.Approvers), orEmpty(t.Blockers)
+	return v
+}
+
+func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, login string) {
+	var body CreateRequest
+	if err := decode(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d, err := parseDuration(body.Duration)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	req, err := s.svc.Create(r.Context(), login, body.HostGroup, d, body.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.requestView(req))
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s must be true or false", errBadInput, name)
+	}
+	return b, nil
+}
+
+func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, login string) {
+	mine, err1 := boolParam(r, "mine")
+	reviewable, err2 := boolParam(r, "reviewable")
+	if err := errors.Join(err1, err2); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	reqs, err := s.svc.List(r.Context(), login, approval.ListFilter{Mine: mine, Reviewable: reviewable, State: r.URL.Query().Get("state")})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]Request, 0, len(reqs))
+	for _, q := range reqs {
+		out = append(out, s.requestView(q))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
+}
+
+func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, login string) {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	var req *ca.Request
+	var err error
+	if ws := q.Get("wait"); ws != "" {
+		wait, perr := parseDuration(ws)
+		if perr != nil {
+			s.fail(w, r, perr)
+			return
+		}
+		version := int64(-1)
+		if vs := q.Get("version"); vs != "" {
+			if version, err = strconv.ParseInt(vs, 10, 64); err != nil {
+				s.fail(w, r, fmt.Errorf("%w: version must be an integer", errBadInput))
+				return
+			}
+		} else if cur, gerr := s.svc.Get(r.Context(), login, id); gerr != nil {
+			s.fail(w, r, gerr)
+			return
+		} else {
+			version = cur.Version
+		}
+		req, err = s.svc.Wait(r.Context(), login, id, version, min(wait, MaxWait))
+	} else {
+		req, err = s.svc.Get(r.Context(), login, id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.requestView(req))
+}
+
+func (s *Server) editRequest(w http.ResponseWriter, r *http.Request, login string) {
+	var body EditRequest
+	if err := decode(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d, err := parseDuration(body.Duration)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	req, err := s.svc.Edit(r.Context(), login, r.PathValue("id"), d, body.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.requestView(req))
+}
+
+func (s *Server) cancelRequest(w http.ResponseWriter, r *http.Request, login string) {
+	req, err := s.svc.Cancel(r.Context(), login, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.requestView(req))
+}
+
+func (s *Server) review(w http.ResponseWriter, r *http.Request, login string) {
+	var body ReviewRequest
+	if err := decode(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	req, err := s.svc.Review(r.Context(), login, r.PathValue("id"), body.Event, body.Body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.requestView(req))
+}
+
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, login string) {
+	var body IssueRequest
+	if err := decode(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rec, err := s.issueCert(r.Context(), login, body)
+	if err != nil {
+		status, code, msg := classify(err)
+		if status != http.StatusUnauthorized {
+			s.refused(r.Context(), login, body.RequestID, code, msg)
+		}
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, certificateView(rec))
+}
+
+func (s *Server) issueCert(ctx context.Context, login string, body IssueRequest) (*ca.Certificate, error) {
+	pub, err := ca.ParseSubjectKey(body.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	grant, err := s.svc.Authorize(ctx, login, body.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := s.issuer.Issue(ctx, grant, pub)
+	return rec, err
+}
+
+// refused records a refused issuance. A ledger that cannot record the
+// refusal cannot have recorded a certificate either, so the error is only
+// logged.
+func (s *Server) refused(ctx context.Context, login, requestID, code, msg string) {
+	if ca.CheckRequestID(requestID) != nil {
+		requestID = ""
+	}
+	err := s.ledger.RecordEvent(context.WithoutCancel(ctx), ca.Event{
+		Time: s.now().UTC(), Actor: login, Type: ca.EventIssueRefused, RequestID: requestID,
+		Data: map[string]any{"code": code, "reason": msg},
+	})
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "recording refusal failed", slog.String("error", err.Error()))
+	}
+}
+
+func parseTimeParam(q map[string][]string, name string) (time.Time, error) {
+	v := ""
+	if vs := q[name]; len(vs) > 0 {
+		v = vs[0]
+	}
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s must be an RFC 3339 time like 2026-01-02T15:04:05Z", errBadInput, name)
+	}
+	return t, nil
+}
+
+// certFilter reads the audit filters of GET /v1/certificates.
+func certFilter(r *http.Request) (store.CertFilter, error) {
+	q := r.URL.Query()
+	f := store.CertFilter{User: q.Get("user"), Group: q.Get("group")}
+	if f.User != "" && ca.CheckLogin(f.User) != nil {
+		return f, fmt.Errorf("%w: user %q is not a valid login", errBadInput, f.User)
+	}
+	if f.Group != "" && ca.CheckGroup(f.Group) != nil {
+		return f, fmt.Errorf("%w: group %q is not a valid host group", errBadInput, f.Group)
+	}
+	var errs [3]error
+	f.Since, errs[0] = parseTimeParam(q, "since")
+	f.Until, errs[1] = parseTimeParam(q, "until")
+	f.ValidAt, errs[2] = parseTimeParam(q, "valid_at")
+	if err := errors.Join(errs[:]...); err != nil {
+		return f, err
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("%w: limit must be a non-negative integer", errBadInput)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// listCertificates streams matching certificates as NDJSON. Auditors see
+// all; others only their own.
+func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, login string) {
+	f, err := certFilter(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	auditor, err := s.svc.IsAuditor(r.Context(), login)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !auditor {
+		if f.User != "" && f.User != login {
+			writeError(w, http.StatusForbidden, "not_an_auditor", "only auditors may list other users' certificates")
+			return
+		}
+		f.User = login
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	started := false
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	err = s.ledger.ListCertificates(r.Context(), f, func(c *ca.Certificate) error {
+		started = true
+		return enc.Encode(certificateView(c))
+	})
+	if err != nil && !started {
+		w.Header().Set("Content-Type", "application/json")
+		s.fail(w, r, err)
+		return
+	}
+	if err != nil {
+		// Headers are gone; cut the stream so the client sees a truncated
+		// last line rather than a silently short listing.
+		s.log.LogAttrs(r.Context(), slog.LevelError, "certificate listing failed mid-stream", slog.String("error", err.Error()))
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, login string) {
+	serial, err := strconv.ParseUint(r.PathValue("serial"), 10, 64)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: serial must be a decimal number", errBadInput))
+		return
+	}
+	c, err := s.ledger.GetCertificate(r.Context(), serial)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if c.Requester != login {
+		if ok, err := s.svc.IsAuditor(r.Context(), login); err != nil {
+			s.fail(w, r, err)
+			return
+		} else if !ok {
+			writeError(w, http.StatusNotFound, "not_found", "no certificate "+r.PathValue("serial"))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, certificateView(c))
+}

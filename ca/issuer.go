@@ -1,0 +1,192 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Signer signs certificate templates with the CA key. Implementations: the
+// file-key signer in this package and the Vault signer in ca/vault.
+type Signer interface {
+	// Sign signs tmpl and returns the signed certificate. A signer may
+	// assign its own serial; the returned certificate is authoritative.
+	Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certificate, error)
+	// PublicKeys returns the CA public keys that sign now, current first.
+	PublicKeys(ctx context.Context) ([]ssh.PublicKey, error)
+}
+
+// Ledger durably records an issued certificate. RecordCertificate returns
+// only after the record is committed; an error means it is not.
+type Ledger interface {
+	RecordCertificate(ctx context.Context, c *Certificate) error
+}
+
+// Issuer runs the issuance pipeline: validate the subject key, apply the
+// grant's profile, build, sign, verify what the signer returned, record in
+// the ledger, and only then hand the certificate out.
+type Issuer struct {
+	signer Signer
+	ledger Ledger
+	now    func() time.Time
+	rand   io.Reader
+	skew   time.Duration
+	log    *slog.Logger
+}
+
+// Option configures an Issuer.
+type Option func(*Issuer)
+
+// WithClock sets the clock. The default (nil) is time.Now.
+func WithClock(now func() time.Time) Option { return func(i *Issuer) { i.now = now } }
+
+// WithRand sets the randomness for serials. The default is crypto/rand.
+func WithRand(r io.Reader) Option { return func(i *Issuer) { i.rand = r } }
+
+// WithSkew sets how far ValidAfter is backdated. The default is DefaultSkew.
+func WithSkew(d time.Duration) Option { return func(i *Issuer) { i.skew = d } }
+
+// WithLogger sets the logger for the one structured record per issuance.
+func WithLogger(l *slog.Logger) Option { return func(i *Issuer) { i.log = l } }
+
+// NewIssuer returns an Issuer that signs with s and records in l.
+func NewIssuer(s Signer, l Ledger, opts ...Option) *Issuer {
+	i := &Issuer{signer: s, ledger: l, now: time.Now, rand: rand.Reader, skew: DefaultSkew, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(i)
+	}
+	if i.now == nil {
+		i.now = time.Now
+	}
+	return i
+}
+
+// Issue signs a certificate for subject under grant g. The certificate is in
+// the ledger before Issue returns it; on any error no certificate exists
+// outside the signer. Errors wrap the sentinels of this package.
+func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Certificate, *ssh.Certificate, error) {
+	if err := CheckSubjectKey(subject); err != nil {
+		return nil, nil, err
+	}
+	now := i.now()
+	tmpl, err := Template(g, subject, now, i.skew, i.rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	asked := *tmpl
+	cert, err := i.signer.Sign(ctx, tmpl)
+	if err != nil {
+		if errors.Is(err, ErrSignerMismatch) || errors.Is(err, ErrSignerUnavailable) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("%w: %w", ErrSignerUnavailable, err)
+	}
+	cas, err := i.signer.PublicKeys(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: reading CA keys: %w", ErrSignerUnavailable, err)
+	}
+	if err := Verify(cert, &asked, cas, now); err != nil {
+		i.log.LogAttrs(ctx, slog.LevelError, "signer returned a certificate that differs from the request",
+			slog.String("request_id", g.RequestID), slog.String("error", err.Error()))
+		return nil, nil, err
+	}
+	rec := &Certificate{
+		Serial:        cert.Serial,
+		KeyID:         cert.KeyId,
+		HostGroup:     g.Group,
+		Principals:    slices.Clone(cert.ValidPrincipals),
+		ValidAfter:    CertTime(cert.ValidAfter),
+		ValidBefore:   CertTime(cert.ValidBefore),
+		Requester:     g.User,
+		RequestID:     g.RequestID,
+		Approvers:     slices.Clone(g.Approvers),
+		Fingerprint:   Fingerprint(subject),
+		CAFingerprint: Fingerprint(cert.SignatureKey),
+		Certificate:   string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))),
+		IssuedAt:      now.UTC(),
+	}
+	// The record must land even if the client has gone away: a signed
+	// certificate that is not in the ledger must never be possible.
+	if err := i.ledger.RecordCertificate(context.WithoutCancel(ctx), rec); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrLedgerUnavailable, err)
+	}
+	i.log.LogAttrs(ctx, slog.LevelInfo, "certificate issued",
+		slog.String("serial", fmt.Sprint(rec.Serial)),
+		slog.String("key_id", rec.KeyID),
+		slog.String("host_group", rec.HostGroup),
+		slog.String("requester", rec.Requester),
+		slog.String("request_id", rec.RequestID),
+		slog.Any("approvers", rec.Approvers),
+		slog.String("fingerprint", rec.Fingerprint),
+		slog.Time("valid_before", rec.ValidBefore))
+	return rec, cert, nil
+}
+
+// verifyTolerance allows for the signer's clock and rounding (Vault computes
+// validity from its own clock, in whole seconds).
+const verifyTolerance = 5 * time.Second
+
+// Verify checks that cert is what was asked: a user certificate for the same
+// subject key, exactly the asked principals, KeyId, critical options and
+// extensions, a validity window inside the asked one, a non-zero serial, and
+// a valid signature by one of the CA keys in cas. Anything else wraps
+// ErrSignerMismatch.
+func Verify(cert, asked *ssh.Certificate, cas []ssh.PublicKey, now time.Time) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrSignerMismatch, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case cert == nil:
+		return bad("no certificate")
+	case cert.CertType != ssh.UserCert:
+		return bad("certificate type %d, want user", cert.CertType)
+	case !bytes.Equal(cert.Key.Marshal(), asked.Key.Marshal()):
+		return bad("subject key differs")
+	case !slices.Equal(cert.ValidPrincipals, asked.ValidPrincipals):
+		return bad("principals %q, asked %q", cert.ValidPrincipals, asked.ValidPrincipals)
+	case cert.KeyId != asked.KeyId:
+		return bad("key id %q, asked %q", cert.KeyId, asked.KeyId)
+	case cert.Serial == 0:
+		return bad("serial 0")
+	case !maps.Equal(cert.CriticalOptions, asked.CriticalOptions) && (len(cert.CriticalOptions) > 0 || len(asked.CriticalOptions) > 0):
+		return bad("critical options %v, asked %v", cert.CriticalOptions, asked.CriticalOptions)
+	case !maps.Equal(cert.Extensions, asked.Extensions) && (len(cert.Extensions) > 0 || len(asked.Extensions) > 0):
+		return bad("extensions %v, asked %v", slices.Sorted(maps.Keys(cert.Extensions)), slices.Sorted(maps.Keys(asked.Extensions)))
+	}
+	tol := uint64(verifyTolerance / time.Second)
+	if cert.ValidBefore > asked.ValidBefore+tol {
+		return bad("valid before %s, asked at most %s", CertTime(cert.ValidBefore), CertTime(asked.ValidBefore))
+	}
+	if cert.ValidAfter+tol < asked.ValidAfter {
+		return bad("valid after %s, asked not before %s", CertTime(cert.ValidAfter), CertTime(asked.ValidAfter))
+	}
+	if cert.SignatureKey == nil {
+		return bad("unsigned")
+	}
+	known := false
+	for _, k := range cas {
+		if bytes.Equal(k.Marshal(), cert.SignatureKey.Marshal()) {
+			known = true
+		}
+	}
+	if !known {
+		return bad("signed by unknown CA key %s", Fingerprint(cert.SignatureKey))
+	}
+	checker := &ssh.CertChecker{
+		IsUserAuthority: func(ssh.PublicKey) bool { return true }, // checked above
+		Clock:           func() time.Time { return now },
+	}
+	if err := checker.CheckCert(asked.ValidPrincipals[0], cert); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}

@@ -1,0 +1,49 @@
+package ca
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Names that end up in sshd files, certificate KeyIds or principals are
+// checked against these patterns before use. They deliberately exclude
+// whitespace, commas, colons, quotes, slashes, NULs and non-ASCII, so no name
+// can inject a second principal, a second KeyId field or a path.
+var (
+	// GitHub logins: alphanumerics and single hyphens, no leading hyphen.
+	loginRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}$`)
+	// Host groups and team slugs: lowercase, digits, '-', '_', '.'.
+	groupRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	// Principals and Unix logins on hosts.
+	principalRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
+	// Request IDs are minted by the server.
+	requestIDRE = regexp.MustCompile(`^r-[a-z2-7]{16}$`)
+)
+
+// CheckLogin returns an error unless s is a valid user login.
+func CheckLogin(s string) error { return check("login", loginRE, s) }
+
+// CheckGroup returns an error unless s is a valid host group or team name.
+func CheckGroup(s string) error { return check("host group", groupRE, s) }
+
+// CheckTeam returns an error unless s is a valid team slug.
+func CheckTeam(s string) error { return check("team", groupRE, s) }
+
+// CheckPrincipal returns an error unless s is a valid certificate principal
+// or Unix login name.
+func CheckPrincipal(s string) error {
+	if s == "." || s == ".." {
+		return fmt.Errorf("ca: invalid principal %q", s)
+	}
+	return check("principal", principalRE, s)
+}
+
+// CheckRequestID returns an error unless s has the form of a request ID.
+func CheckRequestID(s string) error { return check("request id", requestIDRE, s) }
+
+func check(what string, re *regexp.Regexp, s string) error {
+	if !re.MatchString(s) {
+		return fmt.Errorf("%w: %s %q", ErrInvalidName, what, s)
+	}
+	return nil
+}

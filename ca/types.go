@@ -1,0 +1,163 @@
+package ca
+
+import (
+	"time"
+)
+
+// Request states (SPEC section 2).
+const (
+	StatePending   = "pending"
+	StateApproved  = "approved"
+	StateDenied    = "denied"
+	StateExpired   = "expired"
+	StateCancelled = "cancelled"
+)
+
+// Review events, with pull-request semantics.
+const (
+	ReviewApprove        = "APPROVE"
+	ReviewRequestChanges = "REQUEST_CHANGES"
+	ReviewComment        = "COMMENT"
+	ReviewDeny           = "DENY"
+)
+
+// Request is an engineer's request for access to a host group.
+type Request struct {
+	ID        string        `json:"id"`
+	HostGroup string        `json:"host_group"`
+	Requester string        `json:"requester"`
+	State     string        `json:"state"`
+	Reason    string        `json:"reason"`
+	Duration  time.Duration `json:"-"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	// ApprovedAt is zero until the request is approved.
+	ApprovedAt time.Time `json:"-"`
+	// EndedAt is set when a grant is ended early; zero otherwise.
+	EndedAt time.Time `json:"-"`
+	// Version increases with every change to the request or its reviews;
+	// long-polling clients wait for it to move.
+	Version int64    `json:"version"`
+	Reviews []Review `json:"reviews"`
+}
+
+// GrantEnds returns when the grant of an approved request ends: the
+// approval time plus the duration, or the early end if there was one. It is
+// zero for a request that was never approved.
+func (r *Request) GrantEnds() time.Time {
+	if r.ApprovedAt.IsZero() {
+		return time.Time{}
+	}
+	end := r.ApprovedAt.Add(r.Duration)
+	if !r.EndedAt.IsZero() && r.EndedAt.Before(end) {
+		end = r.EndedAt
+	}
+	return end
+}
+
+// OpenAt reports whether the request is an open grant at t.
+func (r *Request) OpenAt(t time.Time) bool {
+	return r.State == StateApproved && t.Before(r.GrantEnds())
+}
+
+// Review is one review of a request.
+type Review struct {
+	ID        int64     `json:"id"`
+	RequestID string    `json:"request_id"`
+	Reviewer  string    `json:"reviewer"`
+	Event     string    `json:"event"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
+	// Dismissed is true for an approval that an edit of the request dismissed.
+	Dismissed bool `json:"dismissed"`
+}
+
+// Grant is what issuance needs to know about an approved request: who it is
+// for, what it covers and until when.
+type Grant struct {
+	RequestID string
+	User      string
+	Group     string
+	Approvers []string
+	Ends      time.Time
+	Profile   Profile
+}
+
+// Profile is the certificate policy of a host group: everything that ends
+// up in a certificate besides the subject key and the identity.
+type Profile struct {
+	Principals    []string
+	CertTTL       time.Duration
+	Extensions    []string
+	SourceAddress []string
+}
+
+// Certificate is the ledger's record of an issued certificate.
+type Certificate struct {
+	Serial        uint64
+	KeyID         string
+	HostGroup     string
+	Principals    []string
+	ValidAfter    time.Time
+	ValidBefore   time.Time
+	Requester     string
+	RequestID     string
+	Approvers     []string
+	Fingerprint   string // SHA256 fingerprint of the subject key
+	CAFingerprint string // SHA256 fingerprint of the signing CA key
+	Certificate   string // authorized_keys form
+	IssuedAt      time.Time
+	RevokedAt     time.Time // zero unless revoked
+}
+
+// Event is one row of the audit log.
+type Event struct {
+	ID        int64
+	Time      time.Time
+	Actor     string
+	Type      string
+	RequestID string
+	Serial    uint64
+	Data      map[string]any
+}
+
+// Event types recorded in the ledger.
+const (
+	EventRequestCreated   = "request.created"
+	EventRequestEdited    = "request.edited"
+	EventRequestCancelled = "request.cancelled"
+	EventRequestDenied    = "request.denied"
+	EventRequestExpired   = "request.expired"
+	EventReview           = "review.submitted"
+	EventGrantStarted     = "grant.started"
+	EventGrantEnded       = "grant.ended"
+	EventCertIssued       = "certificate.issued"
+	EventIssueRefused     = "certificate.refused"
+	EventRevoked          = "certificate.revoked"
+	EventConfigLoaded     = "config.loaded"
+)
+
+// RequestChange is one atomic change to a request: the request's new state,
+// optionally a new review and dismissal of earlier reviews, and the events
+// that record it. The ledger commits all of it or none.
+type RequestChange struct {
+	Request *Request
+	// Create inserts the request; otherwise it is updated, and only if its
+	// stored version still equals PrevVersion.
+	Create      bool
+	PrevVersion int64
+	// Review, when set, is inserted; its ID is filled in.
+	Review *Review
+	// DismissReviews marks the request's earlier approvals and change
+	// requests dismissed (an edit does this).
+	DismissReviews bool
+	Events         []Event
+}
+
+// RequestFilter selects requests. Empty fields match everything.
+type RequestFilter struct {
+	Requester string
+	States    []string
+	Groups    []string
+	Limit     int // default 200, at most 1000
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jit-ssh/jit-ssh/agent"
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/ca/api"
+)
+
+type loginOptions struct {
+	group    string
+	duration time.Duration
+	reason   string
+	noWait   bool
+	timeout  time.Duration
+}
+
+// grantMargin: a grant that ends sooner than this is not worth reusing.
+const grantMargin = 30 * time.Second
+
+func newLoginCmd(e *env) *cobra.Command {
+	o := &loginOptions{}
+	cmd := &cobra.Command{
+		Use:   "login GROUP",
+		Short: "Get a short-lived certificate for a host group into ssh-agent",
+		Long: `Reuse your open grant for GROUP or request one, wait for its approval, then
+put a fresh key and its certificate into your running ssh-agent for exactly the
+certificate's lifetime. Afterwards plain ssh works. The private key exists only
+in memory and in the agent.`,
+		Example: `  jit-ssh login staging
+  jit-ssh login prod-db --reason "INC-1234: replica lag" --duration 30m`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.group = args[0]
+			if err := ca.CheckGroup(o.group); err != nil {
+				return &usageError{fmt.Errorf("%q is not a host group name", o.group)}
+			}
+			return o.run(cmd.Context(), e)
+		},
+	}
+	cmd.Flags().DurationVar(&o.duration, "duration", 0, "grant length for a new request (default: the group's default, at most its max_duration)")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why you need access (shown to approvers)")
+	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "file the request and return without waiting for approval")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long to wait for approval")
+	return cmd
+}
+
+func (o *loginOptions) run(ctx context.Context, e *env) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	// Reach the agent first: there is no point in asking for access that
+	// cannot be loaded.
+	keys, err := agent.Dial(e.getenv("SSH_AUTH_SOCK"))
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
+
+	req, err := o.findOrCreate(ctx, e, c)
+	if err != nil {
+		return err
+	}
+	if req.State == "pending" {
+		if o.noWait {
+			fmt.Fprintf(e.stderr, "Request %s for %s is waiting for %s. Run 'jit-ssh login %s' again once it is approved.\n",
+				req.ID, req.HostGroup, asked(req), o.group)
+			return nil
+		}
+		if req, err = waitForApproval(ctx, e, c, req, o.timeout); err != nil {
+			return err
+		}
+	}
+	return issueAndLoad(ctx, e, c, keys, req)
+}
+
+// findOrCreate returns the caller's open grant or pending request for the
+// group, or files a new request.
+func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c *api.Client) (*api.Request, error) {
+	mine, err := c.ListRequests(ctx, api.ListRequestsOptions{Mine: true})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for i := range mine {
+		r := &mine[i]
+		if r.HostGroup != o.group {
+			continue
+		}
+		if r.State == "approved" && r.GrantEndsAt != nil && r.GrantEndsAt.After(now.Add(grantMargin)) {
+			fmt.Fprintf(e.stderr, "Using your open grant %s for %s (ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, now))
+			return r, nil
+		}
+	}
+	for i := range mine {
+		if r := &mine[i]; r.HostGroup == o.group && r.State == "pending" {
+			fmt.Fprintf(e.stderr, "Your request %s for %s is already waiting for review.\n", r.ID, r.HostGroup)
+			return r, nil
+		}
+	}
+	in := api.CreateRequest{HostGroup: o.group, Reason: o.reason}
+	if o.duration > 0 {
+		in.Duration = o.duration.String()
+	}
+	r, err := c.CreateRequest(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if r.State == "approved" {
+		fmt.Fprintf(e.stderr, "Request %s for %s was approved by policy (grant ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, time.Now()))
+	} else {
+		fmt.Fprintf(e.stderr, "Requested %s as %s.\n", r.HostGroup, r.ID)
+	}
+	return r, nil
+}
+
+func asked(r *api.Request) string {
+	teams := strings.Join(r.ApproverTeams, ", ")
+	if teams == "" {
+		teams = "an approver"
+	}
+	return fmt.Sprintf("%d approval(s) from %s", r.ApprovalsRequired, teams)
+}
+
+// waitForApproval long-polls until the request leaves pending, printing
+// reviews as they arrive.
+func waitForApproval(ctx context.Context, e *env, c *api.Client, r *api.Request, timeout time.Duration) (*api.Request, error) {
+	fmt.Fprintf(e.stderr, "Waiting for %s on %s (Ctrl-C stops waiting; the request stays open)...\n", asked(r), r.ID)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	seen := len(r.Reviews)
+	for r.State == "pending" {
+		next, err := c.GetRequest(ctx, r.ID, 30*time.Second, r.Version)
+		if err != nil {
+			if ctx.Err() != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil, fmt.Errorf("%w after %s: request %s is still pending; run 'jit-ssh login %s' again to keep waiting", errTimedOut, timeout, r.ID, r.HostGroup)
+				}
+				return nil, fmt.Errorf("stopped waiting: request %s stays pending", r.ID)
+			}
+			return nil, err
+		}
+		r = next
+		for _, rv := range r.Reviews[min(seen, len(r.Reviews)):] {
+			line := fmt.Sprintf("  %s: %s", rv.Reviewer, strings.ToLower(strings.ReplaceAll(rv.Event, "_", " ")))
+			if rv.Body != "" {
+				line += ": " + rv.Body
+			}
+			fmt.Fprintln(e.stderr, line)
+		}
+		seen = len(r.Reviews)
+	}
+	switch r.State {
+	case "approved":
+		fmt.Fprintf(e.stderr, "Approved by %s at %s.\n", strings.Join(r.Approvals, ", "), fmtTime(r.ApprovedAt))
+		return r, nil
+	case "denied":
+		return nil, &deniedError{fmt.Errorf("request %s was denied", r.ID)}
+	default:
+		return nil, fmt.Errorf("request %s is %s; run 'jit-ssh login %s' to ask again", r.ID, r.State, r.HostGroup)
+	}
+}
+
+// issueAndLoad makes a key in memory, gets it certified, and loads both
+// into the agent.
+func issueAndLoad(ctx context.Context, e *env, c *api.Client, keys *agent.Keyring, r *api.Request) error {
+	priv, pub, err := agent.NewKey()
+	if err != nil {
+		return err
+	}
+	rec, err := c.IssueCertificate(ctx, r.ID, string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(pub))))
+	if err != nil {
+		return err
+	}
+	parsed, _, _, _, err := ssh.ParseAuthorizedKey([]byte(rec.Certificate))
+	if err != nil {
+		return fmt.Errorf("the server returned an unreadable certificate: %w", err)
+	}
+	cert, ok := parsed.(*ssh.Certificate)
+	if !ok || !bytes.Equal(cert.Key.Marshal(), pub.Marshal()) {
+		return errors.New("the server returned a certificate for another key; nothing was loaded")
+	}
+	if err := keys.Load(r.HostGroup, priv, cert); err != nil {
+		return err
+	}
+	if e.output == "json" {
+		return e.printJSON(rec)
+	}
+	fmt.Fprintf(e.stdout, "Certificate %d for %s loaded into ssh-agent: principals %s, valid until %s (%s).\n",
+		cert.Serial, r.HostGroup, strings.Join(cert.ValidPrincipals, ","), rec.ValidBefore.Format(time.RFC3339), until(rec.ValidBefore, time.Now()))
+	fmt.Fprintf(e.stdout, "Now run: ssh <login>@<host in %s>\n", r.HostGroup)
+	return nil
+}

@@ -1,0 +1,100 @@
+// Command jit-ssh is the Just-In-Time SSH access tool: the CA service
+// (serve), the engineer's client (login, status, logout), the approver's
+// review commands, the host operator's host commands and the auditor's
+// audit commands. This package is the only one that knows cobra, flags,
+// environment variables and logging setup.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jit-ssh/jit-ssh/ca/api"
+)
+
+// Exit statuses (SPEC section 3).
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitDenied   = 3
+	exitTimedOut = 4
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line and returns the exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd(&env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv})
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "jit-ssh: "+message(err))
+	return exitCode(err)
+}
+
+// usageError marks command-line mistakes (exit 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// deniedError marks refusals (exit 3).
+type deniedError struct{ err error }
+
+func (e *deniedError) Error() string { return e.err.Error() }
+func (e *deniedError) Unwrap() error { return e.err }
+
+// errTimedOut is returned when waiting for approval ran out (exit 4).
+var errTimedOut = errors.New("timed out waiting for approval")
+
+func exitCode(err error) int {
+	var ue *usageError
+	var de *deniedError
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &de):
+		return exitDenied
+	case errors.Is(err, errTimedOut):
+		return exitTimedOut
+	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
+		return exitDenied
+	default:
+		return exitError
+	}
+}
+
+// message renders an error as one sentence for people.
+func message(err error) string {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		switch ae.Status {
+		case http.StatusUnauthorized:
+			return ae.Message + " (set JIT_SSH_TOKEN, or sign in with 'jit-ssh auth login')"
+		default:
+			return ae.Message
+		}
+	}
+	return err.Error()
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jit-ssh/jit-ssh/ca/api"
+)
+
+// defaultServer is where the CLI looks for a server without --server or
+// JIT_SSH_SERVER: the dev server's address.
+const defaultServer = "http://127.0.0.1:7443"
+
+// env is what commands read and write: injected so commands are testable.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	server string // --server
+	output string // --output
+}
+
+func newRootCmd(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "jit-ssh",
+		Short: "Just-in-time SSH access: short-lived, approved, recorded certificates",
+		Long: `jit-ssh gives engineers SSH access just in time. Run 'jit-ssh login GROUP',
+get the request approved, and use plain ssh: your ssh-agent holds a certificate
+that lives for minutes and only reaches that host group. Every request, review
+and certificate is recorded in a ledger auditors can query and verify.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch e.output {
+			case "table", "json":
+				return nil
+			default:
+				return &usageError{fmt.Errorf("--output must be table or json, not %q", e.output)}
+			}
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.PersistentFlags().StringVar(&e.server, "server", "", "jit-ssh server URL (env JIT_SSH_SERVER; default "+defaultServer+")")
+	root.PersistentFlags().StringVarP(&e.output, "output", "o", "table", "output format where a command prints records: table or json")
+	root.AddCommand(
+		newServeCmd(e),
+		newLoginCmd(e),
+		newStatusCmd(e),
+		newLogoutCmd(e),
+		newRequestCmd(e),
+		newReviewCmd(e),
+		newAuditCmd(e),
+		newCACmd(e),
+		newHostCmd(e),
+		newVersionCmd(e),
+	)
+	for _, c := range root.Commands() {
+		wrapArgs(c)
+	}
+	return root
+}
+
+// wrapArgs makes argument-count errors usage errors (exit 2).
+func wrapArgs(c *cobra.Command) {
+	if c.Args != nil {
+		check := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return &usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+func newVersionCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(e.stdout, "jit-ssh", version)
+			return nil
+		},
+	}
+}
+
+func (e *env) serverURL() string {
+	if e.server != "" {
+		return e.server
+	}
+	if s := e.getenv("JIT_SSH_SERVER"); s != "" {
+		return s
+	}
+	return defaultServer
+}
+
+// token finds the caller's bearer token: JIT_SSH_TOKEN, then GITHUB_TOKEN,
+// then the token of an installed gh. It is never printed.
+func (e *env) token() string {
+	for _, k := range []string{"JIT_SSH_TOKEN", "GITHUB_TOKEN"} {
+		if t := strings.TrimSpace(e.getenv(k)); t != "" {
+			return t
+		}
+	}
+	if _, err := exec.LookPath("gh"); err == nil {
+		out, err := exec.Command("gh", "auth", "token").Output()
+		if err == nil {
+			return strings.TrimSpace(string(out))
+		}
+	}
+	return ""
+}
+
+func (e *env) client() (*api.Client, error) {
+	c, err := api.NewClient(e.serverURL(), e.token())
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return c, nil
+}
+
+// printJSON writes one JSON object per line.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func (e *env) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+}
+
+// ago renders a time relative to now for tables.
+func until(t time.Time, now time.Time) string {
+	d := t.Sub(now).Round(time.Second)
+	if d <= 0 {
+		return "expired"
+	}
+	return d.String()
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// isTerminal reports whether w is a terminal (for progress output).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

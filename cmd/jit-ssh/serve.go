@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/ca/api"
+	"github.com/jit-ssh/jit-ssh/store"
+)
+
+type serveOptions struct {
+	config  string
+	dev     bool
+	listen  string
+	dataDir string
+}
+
+func newServeCmd(e *env) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE | --dev]",
+		Short: "Run the CA service",
+		Long: `Run the jit-ssh CA service.
+
+--dev runs the embedded default: plain HTTP on loopback, a file CA key and the
+ledger under the data dir, and the demo directory (alice and erin request, bob
+and dave approve, carol audits; tokens dev-<login>) with two host groups:
+staging (auto-approved) and prod-db (one approval). Never use it in production.`,
+		Example: `  jit-ssh serve --dev
+  jit-ssh serve --dev --listen 127.0.0.1:0 --data-dir /tmp/jit
+  jit-ssh serve --config /etc/jit-ssh/config.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.dev == (o.config != "") {
+				return &usageError{errors.New("give exactly one of --config FILE or --dev")}
+			}
+			return o.run(cmd.Context(), e)
+		},
+	}
+	cmd.Flags().StringVar(&o.config, "config", "", "server config file (YAML, SPEC section 4)")
+	cmd.Flags().BoolVar(&o.dev, "dev", false, "run the embedded dev default (loopback only)")
+	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address, overriding the config (dev default 127.0.0.1:7443)")
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", "", "data directory, overriding the config")
+	return cmd
+}
+
+func defaultDevDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "jit-ssh", "dev")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "jit-ssh-dev")
+	}
+	return filepath.Join(home, ".local", "state", "jit-ssh", "dev")
+}
+
+func (o *serveOptions) load() (*Config, error) {
+	if o.dev {
+		listen := o.listen
+		if listen == "" {
+			listen = "127.0.0.1:7443"
+		}
+		dir := o.dataDir
+		if dir == "" {
+			dir = defaultDevDataDir()
+		}
+		c := DevConfig(dir, listen)
+		return c, c.Validate()
+	}
+	c, err := LoadConfig(o.config)
+	if err != nil {
+		return nil, err
+	}
+	if o.listen != "" || o.dataDir != "" {
+		if o.listen != "" {
+			c.Listen = o.listen
+		}
+		if o.dataDir != "" {
+			if c.Signer.Type == "file" && c.Signer.File.KeyFile == filepath.Join(c.DataDir, "ca_ed25519") {
+				c.Signer.File.KeyFile = filepath.Join(o.dataDir, "ca_ed25519")
+			}
+			c.DataDir = o.dataDir
+		}
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (o *serveOptions) run(ctx context.Context, e *env) error {
+	cfg, err := o.load()
+	if err != nil {
+		return &usageError{err}
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger.db"))
+	if err != nil {
+		return fmt.Errorf("opening the ledger: %w", err)
+	}
+	defer db.Close()
+
+	signer, err := newSigner(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	dir, err := newDirectory(cfg)
+	if err != nil {
+		return err
+	}
+	var trusted []ssh.PublicKey
+	for _, k := range cfg.TrustedCAKeys {
+		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+		if err != nil {
+			return fmt.Errorf("trusted_ca_keys: %w", err)
+		}
+		trusted = append(trusted, pub)
+	}
+	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,
+		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log))
+	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
+	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
+	url := fmt.Sprintf("%s://%s", scheme, ln.Addr())
+	if err := db.RecordEvent(ctx, ca.Event{Actor: "jit-ssh", Type: ca.EventConfigLoaded,
+		Data: map[string]any{"config_sha256": cfg.hash, "dev": o.dev, "listen": ln.Addr().String(), "version": version}}); err != nil {
+		ln.Close()
+		return fmt.Errorf("recording start-up in the ledger: %w", err)
+	}
+	if o.dev {
+		printDevBanner(e, cfg, url)
+	}
+	log.Info("jit-ssh serving", slog.String("url", url), slog.String("data_dir", cfg.DataDir), slog.String("signer", cfg.Signer.Type),
+		slog.String("identity", cfg.Identity.Type), slog.Any("host_groups", sortedKeys(cfg.HostGroups)))
+
+	hs := api.HTTPServer(cfg.Listen, srv)
+	go expireLoop(ctx, svc, log)
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLS != nil {
+			errc <- hs.ServeTLS(ln, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
+
+// expireLoop records the expiry of requests nobody reviewed in time.
+func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := svc.ExpirePending(ctx); err != nil {
+				log.Warn("expiring pending requests", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+func newSigner(ctx context.Context, cfg *Config, log *slog.Logger) (ca.Signer, error) {
+	switch cfg.Signer.Type {
+	case "file":
+		s, err := ca.LoadOrCreateFileSigner(cfg.Signer.File.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case "vault":
+		return newVaultSigner(ctx, cfg, log)
+	default:
+		return nil, fmt.Errorf("unknown signer type %q", cfg.Signer.Type)
+	}
+}
+
+func newDirectory(cfg *Config) (approval.Directory, error) {
+	switch cfg.Identity.Type {
+	case "static":
+		users := map[string]approval.StaticUser{}
+		for login, u := range cfg.Identity.Static.Users {
+			users[login] = approval.StaticUser{Token: u.Token, Teams: u.Teams}
+		}
+		return approval.NewStaticDirectory(users), nil
+	case "github":
+		return newGitHubDirectory(cfg)
+	default:
+		return nil, fmt.Errorf("unknown identity type %q", cfg.Identity.Type)
+	}
+}
+
+func printDevBanner(e *env, cfg *Config, url string) {
+	w := e.stdout
+	fmt.Fprintf(w, "jit-ssh dev server at %s (data dir %s)\n", url, cfg.DataDir)
+	fmt.Fprintln(w, "This is the embedded default: static identities, a file CA key. Never use it in production.")
+	fmt.Fprintln(w, "\nUsers (token = dev-<login>):")
+	tw := e.table()
+	fmt.Fprintln(tw, "  LOGIN\tTEAMS\tTOKEN")
+	for _, login := range sortedKeys(cfg.Identity.Static.Users) {
+		u := cfg.Identity.Static.Users[login]
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", login, strings.Join(u.Teams, ","), u.Token)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nHost groups:")
+	tw = e.table()
+	fmt.Fprintln(tw, "  GROUP\tPRINCIPALS\tREQUESTERS\tAPPROVERS\tAPPROVALS\tCERT TTL\tMAX GRANT")
+	for _, name := range sortedKeys(cfg.HostGroups) {
+		g := cfg.HostGroups[name]
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, strings.Join(g.Principals, ","), strings.Join(g.Requesters, ","),
+			strings.Join(g.Approvers, ","), *g.ApprovalsRequired, time.Duration(g.CertTTL), time.Duration(g.MaxDuration))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nTry:  export JIT_SSH_SERVER=%s JIT_SSH_TOKEN=dev-alice; jit-ssh login staging\n\n", url)
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+)
+
+// RecordCertificate commits an issued certificate and its
+// certificate.issued event in one durable transaction.
+func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
+	principals, err := json.Marshal(c.Principals)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	approvers, err := json.Marshal(nonNil(c.Approvers))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return d.write(ctx, "recording certificate", func(tx *sql.Tx, ch *chain) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			int64(c.Serial), c.KeyID, c.HostGroup, string(principals), c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano(), //nolint:gosec // bit-for-bit
+			c.Requester, c.RequestID, string(approvers), c.Fingerprint, c.CAFingerprint, c.Certificate, c.IssuedAt.UnixNano())
+		if err != nil {
+			return err
+		}
+		return ch.append(ctx, tx, ca.Event{
+			Time: c.IssuedAt, Actor: c.Requester, Type: ca.EventCertIssued, RequestID: c.RequestID, Serial: c.Serial,
+			Data: map[string]any{
+				"key_id": c.KeyID, "host_group": c.HostGroup, "principals": c.Principals,
+				"valid_after": c.ValidAfter, "valid_before": c.ValidBefore, "approvers": nonNil(c.Approvers),
+				"fingerprint": c.Fingerprint, "ca_fingerprint": c.CAFingerprint,
+			},
+		})
+	})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// CertFilter selects certificates. Zero fields match everything.
+type CertFilter struct {
+	User    string
+	Group   string
+	Since   time.Time // issued at or after
+	Until   time.Time // issued before
+	ValidAt time.Time // valid (and not revoked) at this instant
+	Serial  uint64
+	KeyID   string
+	Limit   int // 0 = no limit
+}
+
+const certColumns = `serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at, revoked_at`
+
+// ListCertificates calls fn for each matching certificate, newest first,
+// streaming rows rather than loading the listing into memory. An error from
+// fn stops the listing and is returned.
+func (d *DB) ListCertificates(ctx context.Context, f CertFilter, fn func(*ca.Certificate) error) error {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.User != "" {
+		add("requester = ?", f.User)
+	}
+	if f.Group != "" {
+		add("host_group = ?", f.Group)
+	}
+	if !f.Since.IsZero() {
+		add("issued_at >= ?", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("issued_at < ?", f.Until.UnixNano())
+	}
+	if !f.ValidAt.IsZero() {
+		t := f.ValidAt.UnixNano()
+		add("valid_before > ?", t)
+		add("valid_after <= ?", t)
+		add("(revoked_at IS NULL OR revoked_at > ?)", t)
+	}
+	if f.Serial != 0 {
+		add("serial = ?", int64(f.Serial)) //nolint:gosec // bit-for-bit
+	}
+	if f.KeyID != "" {
+		add("key_id = ?", f.KeyID)
+	}
+	q := `SELECT ` + certColumns + ` FROM certificates`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY issued_at DESC"
+	if f.Limit > 0 {
+		q += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	rows, err := d.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return classify("listing certificates", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return classify("listing certificates", err)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return classify("listing certificates", rows.Err())
+}
+
+// GetCertificate returns the certificate with the given serial.
+func (d *DB) GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error) {
+	c, err := scanCert(d.r.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, int64(serial))) //nolint:gosec // bit-for-bit
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: certificate %d", ErrNotFound, serial)
+	}
+	if err != nil {
+		return nil, classify("reading certificate", err)
+	}
+	return c, nil
+}
+
+func scanCert(s interface{ Scan(...any) error }) (*ca.Certificate, error) {
+	var c ca.Certificate
+	var serial, va, vb, issued int64
+	var revoked sql.NullInt64
+	var principals, approvers string
+	if err := s.Scan(&serial, &c.KeyID, &c.HostGroup, &principals, &va, &vb, &c.Requester, &c.RequestID, &approvers,
+		&c.Fingerprint, &c.CAFingerprint, &c.Certificate, &issued, &revoked); err != nil {
+		return nil, err
+	}
+	c.Serial = uint64(serial) //nolint:gosec // bit-for-bit
+	if err := json.Unmarshal([]byte(principals), &c.Principals); err != nil {
+		return nil, fmt.Errorf("principals of %d: %w", c.Serial, err)
+	}
+	if err := json.Unmarshal([]byte(approvers), &c.Approvers); err != nil {
+		return nil, fmt.Errorf("approvers of %d: %w", c.Serial, err)
+	}
+	c.ValidAfter = time.Unix(0, va).UTC()
+	c.ValidBefore = time.Unix(0, vb).UTC()
+	c.IssuedAt = time.Unix(0, issued).UTC()
+	c.RevokedAt = fromNanos(revoked)
+	return &c, nil
+}

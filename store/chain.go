@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+)
+
+// chain appends events inside a write transaction.
+type chain struct {
+	head string
+	now  func() time.Time
+}
+
+// canonicalEvent is the encoding an event's hash covers. Field order is
+// fixed by the struct; data is the exact stored JSON text.
+type canonicalEvent struct {
+	ID        int64           `json:"id"`
+	At        int64           `json:"at"`
+	Actor     string          `json:"actor"`
+	Type      string          `json:"type"`
+	RequestID string          `json:"request_id"`
+	Serial    string          `json:"serial"`
+	Data      json.RawMessage `json:"data"`
+	PrevHash  string          `json:"prev_hash"`
+}
+
+// eventHash returns the hex SHA-256 of an event's canonical encoding.
+func eventHash(e canonicalEvent) string {
+	b, err := json.Marshal(e)
+	if err != nil {
+		// Only RawMessage can fail, and it holds JSON we produced.
+		panic(fmt.Sprintf("store: encoding event: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// append writes ev as the next row of the chain.
+func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
+	if ev.Time.IsZero() {
+		ev.Time = c.now()
+	}
+	data := []byte("{}")
+	if len(ev.Data) > 0 {
+		var err error
+		if data, err = json.Marshal(ev.Data); err != nil {
+			return fmt.Errorf("store: encoding event data: %w", err)
+		}
+	}
+	var id int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM events`).Scan(&id); err != nil {
+		return err
+	}
+	ce := canonicalEvent{
+		ID: id, At: ev.Time.UnixNano(), Actor: ev.Actor, Type: ev.Type,
+		RequestID: ev.RequestID, Serial: strconv.FormatUint(ev.Serial, 10),
+		Data: data, PrevHash: c.head,
+	}
+	h := eventHash(ce)
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h) //nolint:gosec // serials are stored bit-for-bit
+	if err != nil {
+		return err
+	}
+	c.head = h
+	return nil
+}
+
+// RecordEvent appends one event to the log (for events that change no other
+// table: refusals, configuration loaded).
+func (d *DB) RecordEvent(ctx context.Context, ev ca.Event) error {
+	return d.write(ctx, "recording event", func(tx *sql.Tx, c *chain) error {
+		return c.append(ctx, tx, ev)
+	})
+}
+
+// VerifyResult is the outcome of Verify.
+type VerifyResult struct {
+	Rows int64
+	Head string
+}
+
+// ChainError names the first event row that breaks the chain.
+type ChainError struct {
+	Row    int64 // event id of the first bad row
+	Reason string
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("store: event log broken at row %d: %s", e.Row, e.Reason)
+}
+
+// Verify walks the event log in order and checks every row's hash and link.
+// It returns a *ChainError naming the first bad row.
+func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
+	if err != nil {
+		return VerifyResult{}, classify("verify", err)
+	}
+	defer rows.Close()
+	var res VerifyResult
+	prev, lastID := "", int64(0)
+	for rows.Next() {
+		var ce canonicalEvent
+		var serial int64
+		var data, hash string
+		if err := rows.Scan(&ce.ID, &ce.At, &ce.Actor, &ce.Type, &ce.RequestID, &serial, &data, &ce.PrevHash, &hash); err != nil {
+			return res, classify("verify", err)
+		}
+		ce.Serial = strconv.FormatUint(uint64(serial), 10) //nolint:gosec // bit-for-bit
+		ce.Data = json.RawMessage(data)
+		switch {
+		case ce.ID != lastID+1:
+			return res, &ChainError{Row: ce.ID, Reason: fmt.Sprintf("expected row %d next: a row was deleted or inserted", lastID+1)}
+		case ce.PrevHash != prev:
+			return res, &ChainError{Row: ce.ID, Reason: "link to the previous row does not match: a row before it was changed, removed or reordered"}
+		case !json.Valid(ce.Data):
+			return res, &ChainError{Row: ce.ID, Reason: "data is not valid JSON"}
+		case eventHash(ce) != hash:
+			return res, &ChainError{Row: ce.ID, Reason: "row content does not match its hash: the row was edited"}
+		}
+		prev, lastID = hash, ce.ID
+		res.Rows++
+	}
+	if err := rows.Err(); err != nil {
+		return res, classify("verify", err)
+	}
+	res.Head = prev
+	return res, nil
+}

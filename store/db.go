@@ -1,0 +1,242 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Sentinel errors of the ledger. ErrNotFound, ErrConflict and
+// ErrUnavailable are the ca package's, so callers that know only ca can
+// test for them.
+var (
+	// ErrNotFound: no such request or certificate.
+	ErrNotFound = ca.ErrNotFound
+	// ErrConflict: the row changed since it was read (optimistic locking).
+	ErrConflict = ca.ErrConflict
+	// ErrUnavailable: the database cannot be written or read (disk full,
+	// read-only, I/O error, locked too long). Maps to 503.
+	ErrUnavailable = ca.ErrLedgerUnavailable
+	// ErrDuplicate: a unique key (serial, request ID) already exists.
+	ErrDuplicate = errors.New("store: duplicate key")
+)
+
+// DB is the ledger.
+type DB struct {
+	path string
+	w    *sql.DB // one connection: all writes, serialised
+	r    *sql.DB // read-only pool
+	now  func() time.Time
+
+	mu   sync.Mutex // guards head; held across each write transaction
+	head string     // hash of the last event row
+}
+
+var (
+	_ ca.Ledger = (*DB)(nil)
+)
+
+// Option configures Open.
+type Option func(*DB)
+
+// WithClock sets the clock used for event times. The default (nil) is time.Now.
+func WithClock(now func() time.Time) Option { return func(d *DB) { d.now = now } }
+
+// Open opens (creating if needed) the ledger at path and applies pending
+// migrations. The file is created 0600 and its directory 0700.
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("store: creating ledger: %w", err)
+		}
+		f.Close()
+	}
+	d := &DB{path: path, now: time.Now}
+	for _, o := range opts {
+		o(d)
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	pragmas := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
+	var err error
+	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	d.w.SetMaxOpenConns(1)
+	d.w.SetMaxIdleConns(1)
+	d.w.SetConnMaxLifetime(0)
+	d.w.SetConnMaxIdleTime(0)
+	if err := d.migrate(ctx); err != nil {
+		d.w.Close()
+		return nil, err
+	}
+	d.r, err = sql.Open("sqlite", base+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		d.w.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	d.r.SetMaxOpenConns(8)
+	if err := d.w.QueryRowContext(ctx, `SELECT hash FROM events ORDER BY id DESC LIMIT 1`).Scan(&d.head); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		d.Close()
+		return nil, classify("reading chain head", err)
+	}
+	return d, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error {
+	var errs []error
+	if d.r != nil {
+		errs = append(errs, d.r.Close())
+	}
+	errs = append(errs, d.w.Close())
+	return errors.Join(errs...)
+}
+
+// Path returns the ledger file's path.
+func (d *DB) Path() string { return d.path }
+
+// Ping checks that the ledger answers reads and accepts writes.
+func (d *DB) Ping(ctx context.Context) error {
+	if err := d.r.PingContext(ctx); err != nil {
+		return classify("ping", err)
+	}
+	var n int
+	if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		return classify("ping", err)
+	}
+	return nil
+}
+
+func (d *DB) migrate(ctx context.Context) error {
+	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return classify("migrations", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := filepath.Base(name)
+		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("store: migration %s has no version prefix", base)
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		err = d.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, v).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("migration %s: %w", base, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, d.now().UnixNano())
+			return err
+		})
+		if err != nil {
+			return classify("migrate", err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in one IMMEDIATE write transaction and commits it.
+func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// write runs fn in a write transaction that may append events to the chain.
+// The in-memory chain head only moves when the commit succeeds.
+func (d *DB) write(ctx context.Context, what string, fn func(*sql.Tx, *chain) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &chain{head: d.head, now: d.now}
+	err := d.tx(ctx, func(tx *sql.Tx) error { return fn(tx, c) })
+	if err != nil {
+		return classify(what, err)
+	}
+	d.head = c.head
+	return nil
+}
+
+// classify wraps a database error with the store's sentinels.
+func classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrDuplicate) {
+		return err
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_CONSTRAINT:
+			if se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+				return fmt.Errorf("%w: %s: %w", ErrDuplicate, what, err)
+			}
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY,
+			sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
+			sqlite3.SQLITE_PERM:
+			return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+}
+
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+)
+
+// ApplyRequestChange commits ch in one transaction.
+func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error {
+	r := ch.Request
+	return d.write(ctx, "saving request", func(tx *sql.Tx, c *chain) error {
+		if ch.Create {
+			_, err := tx.ExecContext(ctx, `INSERT INTO requests (id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.ID, r.HostGroup, r.Requester, r.State, r.Reason, int64(r.Duration), r.CreatedAt.UnixNano(), r.UpdatedAt.UnixNano(),
+				nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version)
+			if err != nil {
+				return err
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, `UPDATE requests SET state = ?, reason = ?, duration_ns = ?, updated_at = ?, approved_at = ?, ended_at = ?, version = ?
+				WHERE id = ? AND version = ?`,
+				r.State, r.Reason, int64(r.Duration), r.UpdatedAt.UnixNano(), nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version, r.ID, ch.PrevVersion)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n != 1 {
+				return fmt.Errorf("%w: request %s", ErrConflict, r.ID)
+			}
+		}
+		if ch.DismissReviews {
+			if _, err := tx.ExecContext(ctx, `UPDATE reviews SET dismissed = 1 WHERE request_id = ? AND event IN (?, ?)`, r.ID, ca.ReviewApprove, ca.ReviewRequestChanges); err != nil {
+				return err
+			}
+		}
+		if rv := ch.Review; rv != nil {
+			res, err := tx.ExecContext(ctx, `INSERT INTO reviews (request_id, reviewer, event, body, created_at, dismissed) VALUES (?, ?, ?, ?, ?, ?)`,
+				r.ID, rv.Reviewer, rv.Event, rv.Body, rv.CreatedAt.UnixNano(), rv.Dismissed)
+			if err != nil {
+				return err
+			}
+			if rv.ID, err = res.LastInsertId(); err != nil {
+				return err
+			}
+			rv.RequestID = r.ID
+		}
+		for _, ev := range ch.Events {
+			if err := c.append(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const requestColumns = `id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version`
+
+func scanRequest(s interface{ Scan(...any) error }) (*ca.Request, error) {
+	var r ca.Request
+	var dur, created, updated int64
+	var approved, ended sql.NullInt64
+	if err := s.Scan(&r.ID, &r.HostGroup, &r.Requester, &r.State, &r.Reason, &dur, &created, &updated, &approved, &ended, &r.Version); err != nil {
+		return nil, err
+	}
+	r.Duration = time.Duration(dur)
+	r.CreatedAt = fromNanos(sql.NullInt64{Int64: created, Valid: true})
+	r.UpdatedAt = fromNanos(sql.NullInt64{Int64: updated, Valid: true})
+	r.ApprovedAt = fromNanos(approved)
+	r.EndedAt = fromNanos(ended)
+	return &r, nil
+}
+
+// GetRequest returns a request with its reviews, oldest first.
+func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
+	r, err := scanRequest(d.r.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: request %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, classify("reading request", err)
+	}
+	if err := d.loadReviews(ctx, []*ca.Request{r}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ListRequests returns matching requests, newest first, with their reviews.
+func (d *DB) ListRequests(ctx context.Context, f ca.RequestFilter) ([]*ca.Request, error) {
+	var where []string
+	var args []any
+	if f.Requester != "" {
+		where = append(where, "requester = ?")
+		args = append(args, f.Requester)
+	}
+	if len(f.States) > 0 {
+		where = append(where, "state IN ("+placeholders(len(f.States))+")")
+		for _, s := range f.States {
+			args = append(args, s)
+		}
+	}
+	if len(f.Groups) > 0 {
+		where = append(where, "host_group IN ("+placeholders(len(f.Groups))+")")
+		for _, g := range f.Groups {
+			args = append(args, g)
+		}
+	}
+	q := `SELECT ` + requestColumns + ` FROM requests`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 200
+	}
+	q += fmt.Sprintf(" ORDER BY created_at DESC LIMIT %d", min(limit, 1000))
+	rows, err := d.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, classify("listing requests", err)
+	}
+	defer rows.Close()
+	var out []*ca.Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, classify("listing requests", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("listing requests", err)
+	}
+	if err := d.loadReviews(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (d *DB) loadReviews(ctx context.Context, reqs []*ca.Request) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	byID := make(map[string]*ca.Request, len(reqs))
+	args := make([]any, 0, len(reqs))
+	for _, r := range reqs {
+		r.Reviews = []ca.Review{}
+		byID[r.ID] = r
+		args = append(args, r.ID)
+	}
+	rows, err := d.r.QueryContext(ctx, `SELECT id, request_id, reviewer, event, body, created_at, dismissed FROM reviews WHERE request_id IN (`+placeholders(len(args))+`) ORDER BY id`, args...)
+	if err != nil {
+		return classify("reading reviews", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rv ca.Review
+		var at int64
+		if err := rows.Scan(&rv.ID, &rv.RequestID, &rv.Reviewer, &rv.Event, &rv.Body, &at, &rv.Dismissed); err != nil {
+			return classify("reading reviews", err)
+		}
+		rv.CreatedAt = fromNanos(sql.NullInt64{Int64: at, Valid: true})
+		byID[rv.RequestID].Reviews = append(byID[rv.RequestID].Reviews, rv)
+	}
+	return classify("reading reviews", rows.Err())
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
