@@ -1,0 +1,238 @@
+package hostconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+)
+
+// File names inside Files.Dir (SPEC section 8).
+const (
+	DropInName     = "jit-ssh.conf"
+	CAKeysName     = "ca.pub"
+	PrincipalsDir  = "principals"
+	KRLName        = "revoked.krl"
+	dirMode        = fs.FileMode(0o755)
+	fileMode       = fs.FileMode(0o644)
+	forbiddenBytes = " \t\r\n\v\f\"'#%\\"
+)
+
+// Files describes the host files of one host group for one Unix login.
+type Files struct {
+	// Dir is the absolute directory the files live in, for example
+	// /etc/jit-ssh. sshd needs absolute paths, so a relative Dir is refused.
+	Dir string
+	// Group is the host group (it appears only in the drop-in's header).
+	Group string
+	// Login is the Unix account certificates may log in as; its principals
+	// file is principals/<Login>.
+	Login string
+	// Principals are the group's certificate principals; at least one.
+	Principals []string
+	// CAKeys are the CA public keys sshd trusts; at least one. Certificates
+	// are refused.
+	CAKeys []ssh.PublicKey
+	// Now is the clock for the generated date of a newly created KRL; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// File is one rendered host file.
+type File struct {
+	// Path is the absolute path the file is written to.
+	Path string
+	// Data is the file's content.
+	Data []byte
+}
+
+// DropInPath returns the path of the sshd drop-in, <Dir>/jit-ssh.conf.
+func (f Files) DropInPath() string { return filepath.Join(filepath.Clean(f.Dir), DropInName) }
+
+// CAKeysPath returns the path of the CA key file, <Dir>/ca.pub.
+func (f Files) CAKeysPath() string { return filepath.Join(filepath.Clean(f.Dir), CAKeysName) }
+
+// PrincipalsPath returns the path of the login's principals file,
+// <Dir>/principals/<Login>.
+func (f Files) PrincipalsPath() string {
+	return filepath.Join(filepath.Clean(f.Dir), PrincipalsDir, f.Login)
+}
+
+// KRLPath returns the path of the key revocation list, <Dir>/revoked.krl.
+func (f Files) KRLPath() string { return filepath.Join(filepath.Clean(f.Dir), KRLName) }
+
+// Validate returns every problem with f, joined, or nil.
+func (f Files) Validate() error {
+	var errs []error
+	if err := CheckDir(f.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ca.CheckGroup(f.Group); err != nil {
+		errs = append(errs, fmt.Errorf("hostconfig: host group: %w", err))
+	}
+	if err := ca.CheckPrincipal(f.Login); err != nil {
+		errs = append(errs, fmt.Errorf("hostconfig: unix login: %w", err))
+	}
+	if len(f.Principals) == 0 {
+		errs = append(errs, fmt.Errorf("%w: host group %q has no principals; certificates could not log in", ErrInvalidFiles, f.Group))
+	}
+	for _, p := range f.Principals {
+		if err := ca.CheckPrincipal(p); err != nil {
+			errs = append(errs, fmt.Errorf("hostconfig: %w", err))
+		}
+	}
+	if len(f.CAKeys) == 0 {
+		errs = append(errs, fmt.Errorf("%w: no CA keys; sshd would trust no certificate", ErrInvalidFiles))
+	}
+	for i, k := range f.CAKeys {
+		switch k.(type) {
+		case nil:
+			errs = append(errs, fmt.Errorf("%w: CA key %d is nil", ErrInvalidFiles, i))
+		case *ssh.Certificate:
+			errs = append(errs, fmt.Errorf("%w: CA key %d is a certificate, not a public key", ErrInvalidFiles, i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckDir returns an error wrapping ErrInvalidPath unless dir is an
+// absolute path sshd_config can take unquoted: printable ASCII without
+// whitespace, quotes, backslash, '#' (comment) or '%' (sshd token).
+func CheckDir(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("%w: no directory given", ErrInvalidPath)
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%w: %q is relative; sshd needs an absolute path such as /etc/jit-ssh", ErrInvalidPath, dir)
+	}
+	return checkPathChars(dir)
+}
+
+func checkPathChars(p string) error {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < 0x20 || c >= 0x7f || strings.IndexByte(forbiddenBytes, c) >= 0 {
+			return fmt.Errorf("%w: %q contains %q, which sshd_config cannot take unquoted; choose a path of plain ASCII letters, digits, '/', '.', '-' and '_'", ErrInvalidPath, p, string(rune(c)))
+		}
+	}
+	return nil
+}
+
+// Render validates f and returns the text files of SPEC section 8 in the
+// order Write writes them: ca.pub, principals/<Login>, jit-ssh.conf. The
+// KRL is not rendered: it is binary and owned by `host sync` once created
+// (see EmptyKRL).
+func Render(f Files) ([]File, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	var keys bytes.Buffer
+	for _, k := range f.CAKeys {
+		keys.Write(ssh.MarshalAuthorizedKey(k))
+	}
+	principals := strings.Join(f.Principals, "\n") + "\n"
+	return []File{
+		{Path: f.CAKeysPath(), Data: keys.Bytes()},
+		{Path: f.PrincipalsPath(), Data: []byte(principals)},
+		{Path: f.DropInPath(), Data: []byte(dropIn(f))},
+	}, nil
+}
+
+func dropIn(f Files) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Generated by jit-ssh host config for host group %s. Do not edit:\n", f.Group)
+	b.WriteString("# rerun `jit-ssh host config` instead.\n")
+	fmt.Fprintf(&b, "# Include this file from sshd_config (Include %s) or place it in\n", f.DropInPath())
+	b.WriteString("# /etc/ssh/sshd_config.d/. sshd keeps the first value it reads for each\n")
+	b.WriteString("# keyword, so the Include must come before any other setting of these.\n")
+	fmt.Fprintf(&b, "TrustedUserCAKeys %s\n", f.CAKeysPath())
+	fmt.Fprintf(&b, "AuthorizedPrincipalsFile %s\n", filepath.Join(filepath.Clean(f.Dir), PrincipalsDir, "%u"))
+	fmt.Fprintf(&b, "RevokedKeys %s\n", f.KRLPath())
+	return b.String()
+}
+
+// Write validates f and writes the four host files into f.Dir: ca.pub and
+// principals/<Login> first, then the KRL if it does not exist yet, then the
+// drop-in, so the drop-in never names a missing file. Text files are
+// replaced atomically (temporary file in the same directory, fsync,
+// rename). An existing KRL is kept as it is, since `host sync` may have
+// updated it; a missing one is created empty. Directories Write creates get
+// mode 0755 and files 0644: sshd runs as root and none of them is secret.
+// It returns the paths it wrote.
+func Write(f Files) ([]string, error) {
+	files, err := Render(f)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Clean(f.Dir)
+	if err := mkdirs(dir); err != nil {
+		return nil, err
+	}
+	if err := mkdirs(filepath.Join(dir, PrincipalsDir)); err != nil {
+		return nil, err
+	}
+	var written []string
+	for _, file := range files[:2] {
+		if err := writeFileAtomic(file.Path, file.Data, fileMode); err != nil {
+			return written, err
+		}
+		written = append(written, file.Path)
+	}
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
+	created, err := createFileExclusive(f.KRLPath(), EmptyKRL(0, now()), fileMode)
+	if err != nil {
+		return written, err
+	}
+	if created {
+		written = append(written, f.KRLPath())
+	}
+	if err := writeFileAtomic(files[2].Path, files[2].Data, fileMode); err != nil {
+		return written, err
+	}
+	written = append(written, files[2].Path)
+	return written, nil
+}
+
+// mkdirs creates dir and any missing parents with mode 0755 regardless of
+// the umask. Directories that already exist keep their mode.
+func mkdirs(dir string) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("hostconfig: %w", err)
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return fmt.Errorf("hostconfig: creating %s: %w", dir, err)
+	}
+	for _, d := range missing {
+		if err := os.Chmod(d, dirMode); err != nil {
+			return fmt.Errorf("hostconfig: %w", err)
+		}
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("hostconfig: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%w: %s exists and is not a directory", ErrInvalidPath, dir)
+	}
+	return nil
+}
