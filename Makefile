@@ -1,0 +1,73 @@
+# jit-ssh: run `make help` for the targets.
+# The two commands a newcomer needs: `make demo` and `make test`.
+
+GO        ?= go
+BIN       := bin
+JIT       := $(BIN)/jit-ssh
+VAULT     := $(BIN)/vault
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+GOLANGCI  := $(GO) tool -modfile=tools/go.mod golangci-lint
+FUZZTIME  ?= 20s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/jit-ssh
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(JIT) ./cmd/jit-ssh
+
+.PHONY: vault
+vault: $(VAULT) ## build the pinned Vault dev server into bin/ (once; reused afterwards)
+
+# Built once; delete bin/vault (or run clean-all) after changing the pin.
+$(VAULT):
+	@echo "building the pinned Vault server into $(VAULT) (first time only; takes a while on 2 cores)"
+	cd test/vaultserver && $(GO) build -trimpath -o ../../$(VAULT) .
+
+.PHONY: test
+test: build vault ## run every test (unit + end-to-end with real sshd, ssh-agent, Vault, SQLite) under -race
+	JIT_SSH_BIN=$(CURDIR)/$(JIT) JIT_SSH_VAULT_BIN=$(CURDIR)/$(VAULT) $(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: test-short
+test-short: ## unit tests only (no OpenSSH, no Vault)
+	$(GO) test -race -short -count=1 ./...
+
+.PHONY: demo
+demo: build ## run the whole JIT flow on the embedded default: server, sshd, request, approval, login, ssh, audit
+	JIT=$(CURDIR)/$(JIT) bash test/demo/demo.sh
+
+.PHONY: lint
+lint: ## gofmt, go vet and golangci-lint (config in .golangci.yml)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOLANGCI) run ./...
+
+.PHONY: fmt
+fmt: ## format the code
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vuln
+vuln: ## check dependencies for known vulnerabilities
+	$(GO) tool -modfile=tools/go.mod govulncheck ./...
+
+.PHONY: cover
+cover: build vault ## test with a coverage report in coverage.html
+	JIT_SSH_BIN=$(CURDIR)/$(JIT) JIT_SSH_VAULT_BIN=$(CURDIR)/$(VAULT) $(GO) test -count=1 -coverprofile=coverage.out ./...
+	$(GO) tool cover -html=coverage.out -o coverage.html
+
+.PHONY: tidy
+tidy: ## tidy go.mod files
+	$(GO) mod tidy
+	cd tools && $(GO) mod tidy
+
+.PHONY: clean
+clean: ## remove build outputs (keeps bin/vault; use clean-all for that too)
+	rm -f $(JIT) coverage.out coverage.html
+
+.PHONY: clean-all
+clean-all: clean ## remove bin/ entirely
+	rm -rf $(BIN)
