@@ -113,10 +113,10 @@ func Template(g Grant, subject ssh.PublicKey, now time.Time, skew time.Duration,
 		},
 	}
 	for _, e := range g.Profile.Extensions {
-		cert.Permissions.Extensions[e] = ""
+		cert.Extensions[e] = ""
 	}
 	if len(g.Profile.SourceAddress) > 0 {
-		cert.Permissions.CriticalOptions["source-address"] = strings.Join(g.Profile.SourceAddress, ",")
+		cert.CriticalOptions["source-address"] = strings.Join(g.Profile.SourceAddress, ",")
 	}
 	return cert, nil
 }

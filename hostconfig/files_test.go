@@ -270,7 +270,7 @@ var errAny = errors.New("any error")
 
 // isErr reports whether err matches want, where errAny matches any error.
 func isErr(err, want error) bool {
-	if want == errAny {
+	if errors.Is(want, errAny) {
 		return err != nil
 	}
 	return errors.Is(err, want)

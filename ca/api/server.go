@@ -392,7 +392,7 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, login string
 			s.fail(w, r, perr)
 			return
 		}
-		version := int64(-1)
+		var version int64
 		if vs := q.Get("version"); vs != "" {
 			if version, err = strconv.ParseInt(vs, 10, 64); err != nil {
 				s.fail(w, r, fmt.Errorf("%w: version must be an integer", errBadInput))

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"text/tabwriter"
@@ -144,7 +143,7 @@ func (e *env) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 }
 
-// ago renders a time relative to now for tables.
+// until renders the time left until t, for tables.
 func until(t time.Time, now time.Time) string {
 	d := t.Sub(now).Round(time.Second)
 	if d <= 0 {
@@ -158,14 +157,4 @@ func fmtTime(t *time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// isTerminal reports whether w is a terminal (for progress output).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -43,7 +43,7 @@ func jitBinary(t testing.TB) string {
 		binPath = filepath.Join(dir, "jit-ssh")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/jit-ssh/jit-ssh/cmd/jit-ssh").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("building jit-ssh: %v\n%s", err, out)
+			buildErr = fmt.Errorf("building jit-ssh: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -151,7 +152,8 @@ func run(t *testing.T, sock, name string, args ...string) string {
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			stderr = string(ee.Stderr)
 		}
 		t.Fatalf("%s %v: %v\n%s%s", name, args, err, out, stderr)
@@ -166,7 +168,8 @@ func agentList(t *testing.T, sock string) string {
 	cmd := exec.Command(testenv.RequireBinary(t, "ssh-add"), "-l")
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 && strings.Contains(string(out), "no identities") {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 && strings.Contains(string(out), "no identities") {
 		return ""
 	}
 	if err != nil {
