@@ -41,6 +41,7 @@ type Service struct {
 	dir        Directory
 	policies   map[string]*Policy
 	auditors   []string
+	admins     []string
 	now        func() time.Time
 	rand       io.Reader
 	pendingTTL time.Duration
@@ -471,7 +472,21 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (*c
 		ch.Review = &rv
 		ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventReview, RequestID: cur.ID,
 			Data: map[string]any{"event": event, "body": body}})
-		switch tally := TallyReviews(&ca.Request{Requester: cur.Requester, Reviews: append(slices.Clone(cur.Reviews), rv)}); {
+		tally := TallyReviews(&ca.Request{Requester: cur.Requester, Reviews: append(slices.Clone(cur.Reviews), rv)})
+		// An approval counts only while its author is still an approver,
+		// the same rule Authorize applies at issuance.
+		var lookupErr error
+		tally.Approvers = onlyMembers(tally.Approvers, func(a string) bool {
+			ok, err := s.memberOfAny(ctx, a, p.Approvers)
+			if err != nil && lookupErr == nil {
+				lookupErr = err
+			}
+			return ok
+		})
+		if lookupErr != nil {
+			return lookupErr
+		}
+		switch {
 		case event == ca.ReviewDeny:
 			next.State = ca.StateDenied
 			ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventRequestDenied, RequestID: cur.ID,

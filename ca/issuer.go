@@ -82,7 +82,10 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 	if err != nil {
 		return nil, nil, err
 	}
-	asked := *tmpl
+	// The signer gets a template it may change at will; what was asked is
+	// kept in a deep copy, so in-place edits of the principals, extensions
+	// or critical options cannot hide from Verify.
+	asked := cloneCert(tmpl)
 	cert, err := i.signer.Sign(ctx, tmpl)
 	if err != nil {
 		if errors.Is(err, ErrSignerMismatch) || errors.Is(err, ErrSignerUnavailable) {
@@ -94,7 +97,7 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: reading CA keys: %w", ErrSignerUnavailable, err)
 	}
-	if err := Verify(cert, &asked, cas, now); err != nil {
+	if err := Verify(cert, asked, cas, now); err != nil {
 		i.log.LogAttrs(ctx, slog.LevelError, "signer returned a certificate that differs from the request",
 			slog.String("request_id", g.RequestID), slog.String("error", err.Error()))
 		return nil, nil, err
@@ -169,7 +172,7 @@ func Verify(cert, asked *ssh.Certificate, cas []ssh.PublicKey, now time.Time) er
 	if cert.ValidAfter+tol < asked.ValidAfter {
 		return bad("valid after %s, asked not before %s", CertTime(cert.ValidAfter), CertTime(asked.ValidAfter))
 	}
-	if cert.SignatureKey == nil {
+	if cert.SignatureKey == nil || cert.Signature == nil {
 		return bad("unsigned")
 	}
 	known := false
@@ -184,9 +187,22 @@ func Verify(cert, asked *ssh.Certificate, cas []ssh.PublicKey, now time.Time) er
 	checker := &ssh.CertChecker{
 		IsUserAuthority: func(ssh.PublicKey) bool { return true }, // checked above
 		Clock:           func() time.Time { return now },
+		// The critical options equal the asked ones (checked above); sshd
+		// enforces them, this check only verifies the signature and window.
+		SupportedCriticalOptions: slices.Collect(maps.Keys(asked.CriticalOptions)),
 	}
 	if err := checker.CheckCert(asked.ValidPrincipals[0], cert); err != nil {
 		return bad("%v", err)
 	}
 	return nil
+}
+
+// cloneCert copies c deeply enough that no later change to c's principals,
+// options or extensions shows in the copy.
+func cloneCert(c *ssh.Certificate) *ssh.Certificate {
+	d := *c
+	d.ValidPrincipals = slices.Clone(c.ValidPrincipals)
+	d.CriticalOptions = maps.Clone(c.CriticalOptions)
+	d.Extensions = maps.Clone(c.Extensions)
+	return &d
 }

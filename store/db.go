@@ -114,7 +114,9 @@ func (d *DB) Close() error {
 	if d.r != nil {
 		errs = append(errs, d.r.Close())
 	}
-	errs = append(errs, d.w.Close())
+	if d.w != d.r {
+		errs = append(errs, d.w.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -239,4 +241,22 @@ func fromNanos(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n.Int64).UTC()
+}
+
+// OpenReadOnly opens an existing ledger file for reading only (no
+// migrations, no writes): for verifying a copy of a ledger.
+func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	r, err := sql.Open("sqlite", base+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		return nil, classify("opening ledger", err)
+	}
+	return &DB{path: path, r: r, w: r, now: time.Now}, nil
 }

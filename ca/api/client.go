@@ -197,6 +197,8 @@ func (c *Client) IssueCertificate(ctx context.Context, id, publicKey string) (*C
 type CertificateFilter struct {
 	User, Group           string
 	Since, Until, ValidAt time.Time
+	Serial                uint64
+	KeyID                 string
 	Limit                 int
 }
 
@@ -218,6 +220,10 @@ func (f CertificateFilter) values() url.Values {
 	set("since", ts(f.Since))
 	set("until", ts(f.Until))
 	set("valid_at", ts(f.ValidAt))
+	set("key_id", f.KeyID)
+	if f.Serial != 0 {
+		q.Set("serial", strconv.FormatUint(f.Serial, 10))
+	}
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
@@ -226,7 +232,61 @@ func (f CertificateFilter) values() url.Values {
 
 // ListCertificates streams matching certificates to fn.
 func (c *Client) ListCertificates(ctx context.Context, f CertificateFilter, fn func(Certificate) error) error {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/certificates", f.values(), nil)
+	return streamNDJSON(ctx, c, "/v1/certificates", f.values(), fn)
+}
+
+// GetCertificate returns one certificate by serial.
+func (c *Client) GetCertificate(ctx context.Context, serial uint64) (*Certificate, error) {
+	var out Certificate
+	return &out, c.call(ctx, http.MethodGet, "/v1/certificates/"+strconv.FormatUint(serial, 10), nil, nil, &out)
+}
+
+// ListEvents streams matching audit events to fn.
+func (c *Client) ListEvents(ctx context.Context, q url.Values, fn func(Event) error) error {
+	return streamNDJSON(ctx, c, "/v1/events", q, fn)
+}
+
+// Verify asks the server to verify the ledger's event chain.
+func (c *Client) Verify(ctx context.Context) (*VerifyResult, error) {
+	var out VerifyResult
+	return &out, c.call(ctx, http.MethodGet, "/v1/audit/verify", nil, nil, &out)
+}
+
+// Report returns the JIT figures since since (zero: all time).
+func (c *Client) Report(ctx context.Context, since time.Time) (*Report, error) {
+	q := url.Values{}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339))
+	}
+	var out Report
+	return &out, c.call(ctx, http.MethodGet, "/v1/audit/report", q, nil, &out)
+}
+
+// Revoke revokes certificates and ends the grants involved.
+func (c *Client) Revoke(ctx context.Context, in RevokeRequest) (*RevokeResult, error) {
+	var out RevokeResult
+	return &out, c.call(ctx, http.MethodPost, "/v1/revocations", nil, in, &out)
+}
+
+// KRL fetches the binary OpenSSH KRL, at most max bytes.
+func (c *Client) KRL(ctx context.Context, max int64) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/krl", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("api: reading the KRL: %w", err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("api: the KRL is larger than %d bytes", max)
+	}
+	return data, nil
+}
+
+func streamNDJSON[T any](ctx context.Context, c *Client, path string, q url.Values, fn func(T) error) error {
+	resp, err := c.do(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
 		return err
 	}
@@ -234,11 +294,11 @@ func (c *Client) ListCertificates(ctx context.Context, f CertificateFilter, fn f
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var cert Certificate
-		if err := json.Unmarshal(sc.Bytes(), &cert); err != nil {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
 			return fmt.Errorf("api: the listing was cut off or garbled: %w", err)
 		}
-		if err := fn(cert); err != nil {
+		if err := fn(v); err != nil {
 			return err
 		}
 	}
@@ -246,10 +306,4 @@ func (c *Client) ListCertificates(ctx context.Context, f CertificateFilter, fn f
 		return fmt.Errorf("api: the listing was cut off: %w", err)
 	}
 	return nil
-}
-
-// GetCertificate returns one certificate by serial.
-func (c *Client) GetCertificate(ctx context.Context, serial uint64) (*Certificate, error) {
-	var out Certificate
-	return &out, c.call(ctx, http.MethodGet, "/v1/certificates/"+strconv.FormatUint(serial, 10), nil, nil, &out)
 }

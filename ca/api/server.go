@@ -35,12 +35,19 @@ type Ledger interface {
 	Ping(ctx context.Context) error
 }
 
+// Store is the whole ledger the service uses.
+type Store interface {
+	Ledger
+	AuditLedger
+}
+
 // Server is the HTTP service.
 type Server struct {
 	svc     *approval.Service
 	issuer  *ca.Issuer
 	signer  ca.Signer
 	ledger  Ledger
+	audit   AuditLedger
 	trusted []ssh.PublicKey // extra CA keys hosts should keep trusting (rotation)
 	log     *slog.Logger
 	now     func() time.Time
@@ -63,8 +70,8 @@ func WithTrustedKeys(keys []ssh.PublicKey) ServerOption {
 func WithClock(now func() time.Time) ServerOption { return func(s *Server) { s.now = now } }
 
 // NewServer returns the service.
-func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledger Ledger, opts ...ServerOption) *Server {
-	s := &Server{svc: svc, issuer: issuer, signer: signer, ledger: ledger, log: slog.New(slog.DiscardHandler), now: time.Now}
+func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledger Store, opts ...ServerOption) *Server {
+	s := &Server{svc: svc, issuer: issuer, signer: signer, ledger: ledger, audit: ledger, log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -84,6 +91,11 @@ func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledge
 	m.HandleFunc("POST /v1/certificates", s.authed(s.issue))
 	m.HandleFunc("GET /v1/certificates", s.authed(s.listCertificates))
 	m.HandleFunc("GET /v1/certificates/{serial}", s.authed(s.getCertificate))
+	m.HandleFunc("GET /v1/events", s.authed(s.listEvents))
+	m.HandleFunc("GET /v1/audit/verify", s.authed(s.verify))
+	m.HandleFunc("GET /v1/audit/report", s.authed(s.report))
+	m.HandleFunc("POST /v1/revocations", s.authed(s.revoke))
+	m.HandleFunc("GET /v1/krl", s.krl)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -289,7 +301,8 @@ func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := CAResponse{Keys: []CAKey{}}
 	seen := map[string]bool{}
-	for _, k := range append(keys, s.trusted...) {
+	keys = append(keys, s.trusted...)
+	for _, k := range keys {
 		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 		if seen[line] {
 			continue
@@ -536,6 +549,14 @@ func certFilter(r *http.Request) (store.CertFilter, error) {
 	if err := errors.Join(errs[:]...); err != nil {
 		return f, err
 	}
+	if v := q.Get("serial"); v != "" {
+		serial, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return f, fmt.Errorf("%w: serial must be a decimal number", errBadInput)
+		}
+		f.Serial = serial
+	}
+	f.KeyID = q.Get("key_id")
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 0 {
@@ -566,25 +587,9 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, login 
 		}
 		f.User = login
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	started := false
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	err = s.ledger.ListCertificates(r.Context(), f, func(c *ca.Certificate) error {
-		started = true
-		return enc.Encode(certificateView(c))
+	s.stream(w, r, func(emit func(any) error) error {
+		return s.ledger.ListCertificates(r.Context(), f, func(c *ca.Certificate) error { return emit(certificateView(c)) })
 	})
-	if err != nil && !started {
-		w.Header().Set("Content-Type", "application/json")
-		s.fail(w, r, err)
-		return
-	}
-	if err != nil {
-		// Headers are gone; cut the stream so the client sees a truncated
-		// last line rather than a silently short listing.
-		s.log.LogAttrs(r.Context(), slog.LevelError, "certificate listing failed mid-stream", slog.String("error", err.Error()))
-		panic(http.ErrAbortHandler)
-	}
 }
 
 func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, login string) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/csv"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,7 +17,7 @@ func newAuditCmd(e *env) *cobra.Command {
 		Use:   "audit",
 		Short: "Query the ledger: issued certificates and who approved them",
 	}
-	cmd.AddCommand(newAuditCertsCmd(e))
+	cmd.AddCommand(newAuditCertsCmd(e), newAuditEventsCmd(e), newAuditShowCmd(e), newAuditVerifyCmd(e), newAuditReportCmd(e))
 	return cmd
 }
 
@@ -41,8 +43,10 @@ func newAuditCertsCmd(e *env) *cobra.Command {
 		Short: "List issued certificates (auditors see all, others their own)",
 		Long: `List issued certificates, newest first. --valid-at T answers "who could reach
 GROUP at T, approved by whom". Times are RFC 3339 or a duration ago (24h).
---output json prints one object per line, ready for a SIEM.`,
-		Args: cobra.NoArgs,
+--output json prints one object per line, ready for a SIEM; --output csv a
+CSV table.`,
+		Annotations: map[string]string{csvOK: "yes"},
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now()
 			var err error
@@ -59,8 +63,15 @@ GROUP at T, approved by whom". Times are RFC 3339 or a duration ago (24h).
 			if err != nil {
 				return err
 			}
-			if e.output == "json" {
+			switch e.output {
+			case "json":
 				return c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error { return e.printJSON(cert) })
+			case "csv":
+				w := csv.NewWriter(e.stdout)
+				_ = w.Write(certCSVHeader)
+				err := c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error { return w.Write(certCSVRow(cert)) })
+				w.Flush()
+				return errors.Join(err, w.Error())
 			}
 			tw := e.table()
 			fmt.Fprintln(tw, "SERIAL\tGROUP\tREQUESTER\tAPPROVERS\tREQUEST\tISSUED\tVALID BEFORE\tKEY ID")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,6 +31,7 @@ type Config struct {
 	Signer        SignerConfig               `yaml:"signer"`
 	Identity      IdentityConfig             `yaml:"identity"`
 	Auditors      []string                   `yaml:"auditors"`
+	Admins        []string                   `yaml:"admins"` // teams that may revoke anyone's access
 	HostGroups    map[string]HostGroupConfig `yaml:"host_groups"`
 	TrustedCAKeys []string                   `yaml:"trusted_ca_keys"` // previous CA keys hosts keep trusting during a rotation
 	PendingTTL    Duration                   `yaml:"pending_ttl"`
@@ -106,15 +107,16 @@ type HostGroupConfig struct {
 // Duration is a time.Duration written as "30s", "5m", "2h".
 type Duration time.Duration
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string. Its errors are *yaml.TypeError
+// so that decoding goes on and every problem is reported.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration like 5m or 2h", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration like 5m or 2h", n.Line)}}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 5m or 2h", n.Line, s)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration like 5m or 2h", n.Line, s)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -152,23 +154,46 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(data)
 }
 
-// ParseConfig decodes and validates a config document.
+// ParseConfig decodes and validates a config document. Unknown keys, values
+// of the wrong type and every validation problem are reported together,
+// each with its key path; only a YAML syntax error stops at once.
 func ParseConfig(data []byte) (*Config, error) {
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return nil, &ConfigError{Problems: te.Errors}
-		}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &ConfigError{Problems: []string{strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	var c Config
+	keys := newKeyChecker()
+	problems := []string{}
+	if doc.Kind != 0 { // not an empty document
+		keys.walk(&doc, reflect.TypeFor[Config](), "")
+		problems = append(problems, keys.problems...)
+		if err := doc.Decode(&c); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, &ConfigError{Problems: []string{strings.TrimPrefix(err.Error(), "yaml: ")}}
+			}
+			for _, msg := range te.Errors {
+				if !keys.reported(msg) {
+					problems = append(problems, msg)
+				}
+			}
+		}
 	}
 	sum := sha256.Sum256(data)
 	c.hash = hex.EncodeToString(sum[:])
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
+	var ce *ConfigError
+	if err := c.Validate(); errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			// A key whose value could not be read is reported once.
+			if path, _, _ := strings.Cut(p, ": "); !keys.paths[path] {
+				problems = append(problems, p)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
 	}
 	return &c, nil
 }
@@ -321,6 +346,11 @@ func (c *Config) Validate() error {
 	for i, t := range c.Auditors {
 		if ca.CheckTeam(t) != nil {
 			add(fmt.Sprintf("auditors[%d]", i), "%q is not a valid team slug", t)
+		}
+	}
+	for i, t := range c.Admins {
+		if ca.CheckTeam(t) != nil {
+			add(fmt.Sprintf("admins[%d]", i), "%q is not a valid team slug", t)
 		}
 	}
 	for i, k := range c.TrustedCAKeys {

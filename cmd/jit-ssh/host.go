@@ -19,7 +19,7 @@ func newHostCmd(e *env) *cobra.Command {
 		Use:   "host",
 		Short: "Configure hosts to trust jit-ssh certificates",
 	}
-	cmd.AddCommand(newHostConfigCmd(e))
+	cmd.AddCommand(newHostConfigCmd(e), newHostSyncCmd(e))
 	return cmd
 }
 

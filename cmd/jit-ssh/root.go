@@ -43,6 +43,11 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 			switch e.output {
 			case "table", "json":
 				return nil
+			case "csv":
+				if cmd.Annotations[csvOK] != "" {
+					return nil
+				}
+				return &usageError{fmt.Errorf("--output csv is for audit certs and audit events; %s takes table or json", cmd.CommandPath())}
 			default:
 				return &usageError{fmt.Errorf("--output must be table or json, not %q", e.output)}
 			}
@@ -50,7 +55,7 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.PersistentFlags().StringVar(&e.server, "server", "", "jit-ssh server URL (env JIT_SSH_SERVER; default "+defaultServer+")")
-	root.PersistentFlags().StringVarP(&e.output, "output", "o", "table", "output format where a command prints records: table or json")
+	root.PersistentFlags().StringVarP(&e.output, "output", "o", "table", "output format where a command prints records: table or json (audit listings also csv)")
 	root.AddCommand(
 		newServeCmd(e),
 		newLoginCmd(e),
@@ -61,6 +66,7 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 		newAuditCmd(e),
 		newCACmd(e),
 		newHostCmd(e),
+		newRevokeCmd(e),
 		newVersionCmd(e),
 	)
 	for _, c := range root.Commands() {

@@ -134,7 +134,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		trusted = append(trusted, pub)
 	}
 	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,
-		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log))
+		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins))
 	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
 	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted))
 

@@ -1,0 +1,302 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
+)
+
+// AuditLedger is what the audit and revocation endpoints need.
+type AuditLedger interface {
+	ListEvents(ctx context.Context, f store.EventFilter, fn func(*ca.Event) error) error
+	Verify(ctx context.Context) (store.VerifyResult, error)
+	Report(ctx context.Context, since, now time.Time) (*store.Report, error)
+	Revoke(ctx context.Context, spec store.RevokeSpec, actor, reason string, now time.Time) (*store.Revocation, error)
+	RevokedSerials(ctx context.Context, notAfter time.Time) (map[string][]uint64, uint64, error)
+}
+
+// Event is an audit event as the API shows it.
+type Event struct {
+	ID        int64          `json:"id"`
+	Time      time.Time      `json:"time"`
+	Actor     string         `json:"actor"`
+	Type      string         `json:"type"`
+	RequestID string         `json:"request_id,omitempty"`
+	Serial    string         `json:"serial,omitempty"`
+	Data      map[string]any `json:"data"`
+}
+
+// VerifyResult is the body of GET /v1/audit/verify.
+type VerifyResult struct {
+	OK      bool   `json:"ok"`
+	Rows    int64  `json:"rows"`
+	Head    string `json:"head,omitempty"`
+	BadRow  int64  `json:"bad_row,omitempty"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// Report is the body of GET /v1/audit/report.
+type Report struct {
+	Since                    *time.Time `json:"since"`
+	Requests                 int        `json:"requests"`
+	Approved                 int        `json:"approved"`
+	Denied                   int        `json:"denied"`
+	Expired                  int        `json:"expired"`
+	Cancelled                int        `json:"cancelled"`
+	Pending                  int        `json:"pending"`
+	ApprovalRate             float64    `json:"approval_rate"`
+	MedianToApprovalSeconds  float64    `json:"median_to_approval_seconds"`
+	P95ToApprovalSeconds     float64    `json:"p95_to_approval_seconds"`
+	MedianGrantLengthSeconds float64    `json:"median_grant_length_seconds"`
+	CertsIssued              int        `json:"certs_issued"`
+	OpenGrantsNow            int        `json:"open_grants_now"`
+}
+
+// RevokeRequest is the body of POST /v1/revocations: exactly one of
+// serial, request_id or user, and a reason.
+type RevokeRequest struct {
+	Serial    string `json:"serial,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	User      string `json:"user,omitempty"`
+	Reason    string `json:"reason"`
+}
+
+// RevokeResult is the answer of POST /v1/revocations.
+type RevokeResult struct {
+	Revoked     []string `json:"revoked"`
+	EndedGrants []string `json:"ended_grants"`
+}
+
+// requireAuditor writes 403 and returns false unless login is an auditor.
+func (s *Server) requireAuditor(w http.ResponseWriter, r *http.Request, login string) bool {
+	ok, err := s.svc.IsAuditor(r.Context(), login)
+	if err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	if !ok {
+		writeError(w, http.StatusForbidden, "not_an_auditor", login+" is not a member of an auditor team")
+	}
+	return ok
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string) {
+	q := r.URL.Query()
+	f := store.EventFilter{Actor: q.Get("user"), Type: q.Get("type"), RequestID: q.Get("request_id"), Group: q.Get("group")}
+	var errs [3]error
+	f.Since, errs[0] = parseTimeParam(q, "since")
+	f.Until, errs[1] = parseTimeParam(q, "until")
+	if v := q.Get("serial"); v != "" {
+		f.Serial, errs[2] = strconv.ParseUint(v, 10, 64)
+		if errs[2] != nil {
+			errs[2] = fmt.Errorf("%w: serial must be a decimal number", errBadInput)
+		}
+	}
+	if err := errors.Join(errs[:]...); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	auditor, err := s.svc.IsAuditor(r.Context(), login)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !auditor {
+		if f.Actor != "" && f.Actor != login {
+			writeError(w, http.StatusForbidden, "not_an_auditor", "only auditors may read other users' events")
+			return
+		}
+		f.Actor = login
+	}
+	s.stream(w, r, func(emit func(any) error) error {
+		return s.audit.ListEvents(r.Context(), f, func(ev *ca.Event) error {
+			out := Event{ID: ev.ID, Time: ev.Time, Actor: ev.Actor, Type: ev.Type, RequestID: ev.RequestID, Data: ev.Data}
+			if ev.Serial != 0 {
+				out.Serial = strconv.FormatUint(ev.Serial, 10)
+			}
+			return emit(out)
+		})
+	})
+}
+
+// stream writes NDJSON produced by fill. An error before the first line is
+// a normal JSON error; after it, the connection is cut so the client sees a
+// truncated listing rather than a silently short one.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, fill func(emit func(any) error) error) {
+	started := false
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	err := fill(func(v any) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			started = true
+		}
+		return enc.Encode(v)
+	})
+	switch {
+	case err == nil && !started:
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	case err != nil && !started:
+		s.fail(w, r, err)
+	case err != nil:
+		s.log.LogAttrs(r.Context(), slog.LevelError, "listing failed mid-stream", slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) verify(w http.ResponseWriter, r *http.Request, login string) {
+	if !s.requireAuditor(w, r, login) {
+		return
+	}
+	res, err := s.audit.Verify(r.Context())
+	var ce *store.ChainError
+	switch {
+	case errors.As(err, &ce):
+		writeJSON(w, http.StatusOK, VerifyResult{OK: false, Rows: res.Rows, BadRow: ce.Row, Problem: ce.Reason})
+	case err != nil:
+		s.fail(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, VerifyResult{OK: true, Rows: res.Rows, Head: res.Head})
+	}
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request, login string) {
+	if !s.requireAuditor(w, r, login) {
+		return
+	}
+	since, err := parseTimeParam(r.URL.Query(), "since")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rep, err := s.audit.Report(r.Context(), since, s.now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Report{
+		Since: timePtr(since), Requests: rep.Requests, Approved: rep.Approved, Denied: rep.Denied, Expired: rep.Expired,
+		Cancelled: rep.Cancelled, Pending: rep.Pending, ApprovalRate: rep.ApprovalRate,
+		MedianToApprovalSeconds: rep.MedianToApproval.Seconds(), P95ToApprovalSeconds: rep.P95ToApproval.Seconds(),
+		MedianGrantLengthSeconds: rep.MedianGrantLength.Seconds(), CertsIssued: rep.CertsIssued, OpenGrantsNow: rep.OpenGrantsNow,
+	})
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, login string) {
+	var body RevokeRequest
+	if err := decode(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	spec, err := s.authorizeRevocation(r.Context(), login, body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.audit.Revoke(r.Context(), spec, login, body.Reason, s.now().UTC())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := RevokeResult{Revoked: []string{}, EndedGrants: orEmpty(res.EndedGrants)}
+	for _, serial := range res.Serials {
+		out.Revoked = append(out.Revoked, strconv.FormatUint(serial, 10))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "revoked", slog.String("actor", login), slog.Any("serials", out.Revoked),
+		slog.Any("ended_grants", out.EndedGrants), slog.String("reason", body.Reason))
+	writeJSON(w, http.StatusOK, out)
+}
+
+// authorizeRevocation checks the body and whether login may revoke it.
+func (s *Server) authorizeRevocation(ctx context.Context, login string, body RevokeRequest) (store.RevokeSpec, error) {
+	n := 0
+	for _, v := range []string{body.Serial, body.RequestID, body.User} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return store.RevokeSpec{}, fmt.Errorf("%w: give exactly one of serial, request_id or user", errBadInput)
+	}
+	if body.Reason == "" || len(body.Reason) > 1000 {
+		return store.RevokeSpec{}, fmt.Errorf("%w: a reason (at most 1000 characters) is required", errBadInput)
+	}
+	switch {
+	case body.Serial != "":
+		serial, err := strconv.ParseUint(body.Serial, 10, 64)
+		if err != nil || serial == 0 {
+			return store.RevokeSpec{}, fmt.Errorf("%w: serial must be a positive decimal number", errBadInput)
+		}
+		c, err := s.ledger.GetCertificate(ctx, serial)
+		if err != nil {
+			return store.RevokeSpec{}, err
+		}
+		return store.RevokeSpec{Serial: serial}, s.svc.CanRevoke(ctx, login, c.Requester, c.HostGroup)
+	case body.RequestID != "":
+		req, err := s.svc.Get(ctx, login, body.RequestID)
+		if err != nil {
+			return store.RevokeSpec{}, err
+		}
+		return store.RevokeSpec{RequestID: req.ID}, s.svc.CanRevoke(ctx, login, req.Requester, req.HostGroup)
+	default:
+		if ca.CheckLogin(body.User) != nil {
+			return store.RevokeSpec{}, fmt.Errorf("%w: user %q is not a valid login", errBadInput, body.User)
+		}
+		return store.RevokeSpec{User: body.User}, s.svc.CanRevoke(ctx, login, body.User, "")
+	}
+}
+
+// krl serves the binary OpenSSH KRL built from the ledger: the revoked,
+// unexpired serials of each CA key hosts trust.
+func (s *Server) krl(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	bySerial, version, err := s.audit.RevokedSerials(r.Context(), now.Add(-ca.DefaultSkew))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	keys, err := s.caKeys(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %w", ca.ErrSignerUnavailable, err))
+		return
+	}
+	var sets []ca.RevokedSerials
+	known := map[string]bool{}
+	for _, k := range keys {
+		fp := ca.Fingerprint(k)
+		known[fp] = true
+		if serials := bySerial[fp]; len(serials) > 0 {
+			sets = append(sets, ca.RevokedSerials{CA: k, Serials: serials})
+		}
+	}
+	for fp := range bySerial {
+		if !known[fp] {
+			// A revoked certificate of a CA key hosts no longer trust is
+			// harmless; note it rather than fail the KRL.
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "revoked certificates of an untrusted CA key left out of the KRL", slog.String("ca_fingerprint", fp))
+		}
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-KRL-Version", strconv.FormatUint(version, 10))
+	_, _ = w.Write(ca.MarshalKRL(version, now, "jit-ssh", sets))
+}
+
+// caKeys returns the signer's keys and the extra trusted ones.
+func (s *Server) caKeys(ctx context.Context) ([]ssh.PublicKey, error) {
+	keys, err := s.signer.PublicKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(keys, s.trusted...), nil
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jit-ssh/jit-ssh/ca/api"
+	"github.com/jit-ssh/jit-ssh/store"
+)
+
+// csvOK marks commands that accept --output csv.
+const csvOK = "csv"
+
+var certCSVHeader = []string{"serial", "key_id", "host_group", "principals", "valid_after", "valid_before", "requester", "request_id", "approvers", "fingerprint", "issued_at", "revoked_at"}
+
+func certCSVRow(c api.Certificate) []string {
+	return []string{c.Serial, c.KeyID, c.HostGroup, strings.Join(c.Principals, " "), c.ValidAfter.UTC().Format(time.RFC3339),
+		c.ValidBefore.UTC().Format(time.RFC3339), c.Requester, c.RequestID, strings.Join(c.Approvers, " "), c.Fingerprint,
+		c.IssuedAt.UTC().Format(time.RFC3339), fmtTime(c.RevokedAt)}
+}
+
+func newAuditEventsCmd(e *env) *cobra.Command {
+	var user, group, typ, requestID, since, until string
+	cmd := &cobra.Command{
+		Use:   "events [--user U] [--group G] [--type T] [--request ID] [--since T] [--until T]",
+		Short: "List the audit event log (auditors see all, others their own)",
+		Long: `List every recorded state change in log order: requests created, edited,
+cancelled and expired, each review, grants started and ended, certificates
+issued, issuances refused with their reason, revocations, configuration loads.
+--output json prints one object per line; --output csv a CSV table.`,
+		Annotations: map[string]string{csvOK: "yes"},
+		Args:        cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			now := time.Now()
+			q := url.Values{}
+			for k, v := range map[string]string{"user": user, "group": group, "type": typ, "request_id": requestID} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			for name, v := range map[string]string{"since": since, "until": until} {
+				t, err := timeFlag(name, v, now)
+				if err != nil {
+					return err
+				}
+				if !t.IsZero() {
+					q.Set(name, t.UTC().Format(time.RFC3339))
+				}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			switch e.output {
+			case "json":
+				return c.ListEvents(cmd.Context(), q, func(ev api.Event) error { return e.printJSON(ev) })
+			case "csv":
+				w := csv.NewWriter(e.stdout)
+				_ = w.Write([]string{"id", "time", "actor", "type", "request_id", "serial", "data"})
+				err := c.ListEvents(cmd.Context(), q, func(ev api.Event) error {
+					return w.Write([]string{strconv.FormatInt(ev.ID, 10), ev.Time.UTC().Format(time.RFC3339Nano), ev.Actor, ev.Type, ev.RequestID, ev.Serial, compactData(ev.Data)})
+				})
+				w.Flush()
+				return errors.Join(err, w.Error())
+			}
+			tw := e.table()
+			fmt.Fprintln(tw, "ID\tTIME\tACTOR\tTYPE\tREQUEST\tSERIAL\tDETAILS")
+			err = c.ListEvents(cmd.Context(), q, func(ev api.Event) error {
+				_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.ID, ev.Time.UTC().Format(time.RFC3339), ev.Actor, ev.Type,
+					orDash(ev.RequestID), orDash(ev.Serial), oneLine(compactData(ev.Data), 100))
+				return err
+			})
+			return errors.Join(err, tw.Flush())
+		},
+	}
+	cmd.Flags().StringVar(&user, "user", "", "only events by this actor")
+	cmd.Flags().StringVar(&group, "group", "", "only events of requests for this host group")
+	cmd.Flags().StringVar(&typ, "type", "", "only events of this type (e.g. certificate.issued)")
+	cmd.Flags().StringVar(&requestID, "request", "", "only events of this request")
+	cmd.Flags().StringVar(&since, "since", "", "at or after T (RFC 3339 or a duration ago)")
+	cmd.Flags().StringVar(&until, "until", "", "before T")
+	return cmd
+}
+
+// compactData renders event data as k=v pairs in a stable order.
+func compactData(d map[string]any) string {
+	var parts []string
+	for _, k := range sortedKeys(d) {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, d[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func newAuditShowCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show SERIAL-or-KEYID",
+		Short: "Show one certificate's whole story: request, reviews, events, revocation",
+		Long: `Show the full story behind a certificate, found by its serial or by the KeyId
+an sshd log line carries (ID jit-ssh:user=...:group=...:req=...:by=...).`,
+		Example: `  jit-ssh audit show 4312454256429954134
+  jit-ssh audit show 'jit-ssh:user=alice:group=prod-db:req=r-bucnq36mmjctncpz:by=bob'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAuditShow(cmd.Context(), e, args[0])
+		},
+	}
+}
+
+type story struct {
+	Certificates []api.Certificate `json:"certificates"`
+	Request      *api.Request      `json:"request"`
+	Events       []api.Event       `json:"events"`
+}
+
+func runAuditShow(ctx context.Context, e *env, key string) error {
+	f := api.CertificateFilter{}
+	if serial, err := strconv.ParseUint(key, 10, 64); err == nil {
+		f.Serial = serial
+	} else if strings.HasPrefix(key, "jit-ssh:") {
+		f.KeyID = key
+	} else {
+		return &usageError{fmt.Errorf("%q is neither a serial number nor a jit-ssh KeyId", key)}
+	}
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	var s story
+	if err := c.ListCertificates(ctx, f, func(cert api.Certificate) error { s.Certificates = append(s.Certificates, cert); return nil }); err != nil {
+		return err
+	}
+	if len(s.Certificates) == 0 {
+		return fmt.Errorf("no certificate %s in the ledger (or not one you may see)", key)
+	}
+	reqID := s.Certificates[0].RequestID
+	if s.Request, err = c.GetRequest(ctx, reqID, 0, 0); err != nil {
+		return err
+	}
+	if err := c.ListEvents(ctx, url.Values{"request_id": {reqID}}, func(ev api.Event) error { s.Events = append(s.Events, ev); return nil }); err != nil {
+		return err
+	}
+	if e.output == "json" {
+		return e.printJSON(s)
+	}
+	for _, cert := range s.Certificates {
+		tw := e.table()
+		fmt.Fprintf(tw, "Certificate:\t%s\n", cert.Serial)
+		fmt.Fprintf(tw, "Key ID:\t%s\n", cert.KeyID)
+		fmt.Fprintf(tw, "Host group:\t%s (principals %s)\n", cert.HostGroup, strings.Join(cert.Principals, ","))
+		fmt.Fprintf(tw, "Requester:\t%s\n", cert.Requester)
+		fmt.Fprintf(tw, "Approved by:\t%s\n", orDash(strings.Join(cert.Approvers, ", ")))
+		fmt.Fprintf(tw, "Valid:\t%s to %s\n", cert.ValidAfter.UTC().Format(time.RFC3339), cert.ValidBefore.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "Issued:\t%s\n", cert.IssuedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "Key:\t%s\n", cert.Fingerprint)
+		fmt.Fprintf(tw, "Revoked:\t%s\n", fmtTime(cert.RevokedAt))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	if err := e.printRequest(s.Request); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "\nEvents:")
+	tw := e.table()
+	for _, ev := range s.Events {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Actor, ev.Type, oneLine(compactData(ev.Data), 120))
+	}
+	return tw.Flush()
+}
+
+func newAuditVerifyCmd(e *env) *cobra.Command {
+	var ledger string
+	cmd := &cobra.Command{
+		Use:   "verify [--ledger FILE]",
+		Short: "Check the ledger's hash chain; exit 1 naming the first bad row on tamper",
+		Long: `Walk the event log's hash chain and check every row: an edited, deleted,
+inserted or reordered row breaks it, and the first bad row is named. With
+--ledger the check runs locally, read-only, on a ledger file (a copy is
+fine); otherwise the server checks its own ledger (auditors only).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res api.VerifyResult
+			if ledger != "" {
+				db, err := store.OpenReadOnly(cmd.Context(), ledger)
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				r, err := db.Verify(cmd.Context())
+				res = api.VerifyResult{OK: err == nil, Rows: r.Rows, Head: r.Head}
+				var ce *store.ChainError
+				if errors.As(err, &ce) {
+					res.BadRow, res.Problem = ce.Row, ce.Reason
+				} else if err != nil {
+					return err
+				}
+			} else {
+				c, err := e.client()
+				if err != nil {
+					return err
+				}
+				r, err := c.Verify(cmd.Context())
+				if err != nil {
+					return err
+				}
+				res = *r
+			}
+			if e.output == "json" {
+				if err := e.printJSON(res); err != nil {
+					return err
+				}
+			} else if res.OK {
+				fmt.Fprintf(e.stdout, "Ledger verified: %d events, chain intact (head %s).\n", res.Rows, res.Head)
+			}
+			if !res.OK {
+				return fmt.Errorf("ledger verification FAILED at event row %d: %s (%d rows before it are intact)", res.BadRow, res.Problem, res.Rows)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ledger, "ledger", "", "verify this ledger file locally instead of asking the server")
+	return cmd
+}
+
+func newAuditReportCmd(e *env) *cobra.Command {
+	var since string
+	cmd := &cobra.Command{
+		Use:   "report [--since T]",
+		Short: "The figures that show JIT access is working",
+		Long: `Requests, approval rate, median and p95 time from request to approval, median
+grant length, certificates issued, and standing grants open now (which should
+be zero outside active work).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := timeFlag("since", since, time.Now())
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Report(cmd.Context(), t)
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.printJSON(r)
+			}
+			tw := e.table()
+			fmt.Fprintf(tw, "Since:\t%s\n", fmtTime(r.Since))
+			fmt.Fprintf(tw, "Requests:\t%d (approved %d, denied %d, expired %d, cancelled %d, pending %d)\n", r.Requests, r.Approved, r.Denied, r.Expired, r.Cancelled, r.Pending)
+			fmt.Fprintf(tw, "Approval rate:\t%.0f%%\n", 100*r.ApprovalRate)
+			fmt.Fprintf(tw, "Request to approval:\tmedian %s, p95 %s\n", secs(r.MedianToApprovalSeconds), secs(r.P95ToApprovalSeconds))
+			fmt.Fprintf(tw, "Median grant length:\t%s\n", secs(r.MedianGrantLengthSeconds))
+			fmt.Fprintf(tw, "Certificates issued:\t%d\n", r.CertsIssued)
+			fmt.Fprintf(tw, "Grants open now:\t%d\n", r.OpenGrantsNow)
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "", "only requests created at or after T (RFC 3339 or a duration ago)")
+	return cmd
+}
+
+func secs(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+)
+
+// EventFilter selects audit events. Zero fields match everything.
+type EventFilter struct {
+	Actor     string
+	Type      string
+	RequestID string
+	Serial    uint64
+	Group     string // events of requests for this host group
+	Since     time.Time
+	Until     time.Time
+	Limit     int
+}
+
+// ListEvents calls fn for each matching event in log order, streaming.
+func (d *DB) ListEvents(ctx context.Context, f EventFilter, fn func(*ca.Event) error) error {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.Actor != "" {
+		add("e.actor = ?", f.Actor)
+	}
+	if f.Type != "" {
+		add("e.type = ?", f.Type)
+	}
+	if f.RequestID != "" {
+		add("e.request_id = ?", f.RequestID)
+	}
+	if f.Serial != 0 {
+		add("e.serial = ?", int64(f.Serial)) //nolint:gosec // bit-for-bit
+	}
+	if f.Group != "" {
+		add("e.request_id IN (SELECT id FROM requests WHERE host_group = ?)", f.Group)
+	}
+	if !f.Since.IsZero() {
+		add("e.at >= ?", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("e.at < ?", f.Until.UnixNano())
+	}
+	q := `SELECT e.id, e.at, e.actor, e.type, e.request_id, e.serial, e.data FROM events e`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY e.id"
+	if f.Limit > 0 {
+		q += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	rows, err := d.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return classify("listing events", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ev ca.Event
+		var at, serial int64
+		var data string
+		if err := rows.Scan(&ev.ID, &at, &ev.Actor, &ev.Type, &ev.RequestID, &serial, &data); err != nil {
+			return classify("listing events", err)
+		}
+		ev.Time = time.Unix(0, at).UTC()
+		ev.Serial = uint64(serial) //nolint:gosec // bit-for-bit
+		if err := json.Unmarshal([]byte(data), &ev.Data); err != nil {
+			return fmt.Errorf("store: event %d has unreadable data: %w", ev.ID, err)
+		}
+		if err := fn(&ev); err != nil {
+			return err
+		}
+	}
+	return classify("listing events", rows.Err())
+}
+
+// Report holds the figures that show JIT access is working.
+type Report struct {
+	Since             time.Time
+	Requests          int
+	Approved          int
+	Denied            int
+	Expired           int
+	Cancelled         int
+	Pending           int
+	ApprovalRate      float64 // approved / decided (approved + denied + expired)
+	MedianToApproval  time.Duration
+	P95ToApproval     time.Duration
+	MedianGrantLength time.Duration
+	CertsIssued       int
+	OpenGrantsNow     int
+}
+
+// Report computes the figures over requests created since since (zero:
+// all time). Open grants are counted at now.
+func (d *DB) Report(ctx context.Context, since, now time.Time) (*Report, error) {
+	r := &Report{Since: since}
+	rows, err := d.r.QueryContext(ctx, `SELECT state, created_at, approved_at, duration_ns, ended_at FROM requests WHERE created_at >= ?`, since.UnixNano())
+	if err != nil {
+		return nil, classify("report", err)
+	}
+	defer rows.Close()
+	var toApproval, grants []time.Duration
+	for rows.Next() {
+		var state string
+		var created, dur int64
+		var approved, ended sql.NullInt64
+		if err := rows.Scan(&state, &created, &approved, &dur, &ended); err != nil {
+			return nil, classify("report", err)
+		}
+		r.Requests++
+		switch state {
+		case ca.StateApproved:
+			r.Approved++
+		case ca.StateDenied:
+			r.Denied++
+		case ca.StateExpired:
+			r.Expired++
+		case ca.StateCancelled:
+			r.Cancelled++
+		case ca.StatePending:
+			r.Pending++
+		}
+		if approved.Valid {
+			toApproval = append(toApproval, time.Duration(approved.Int64-created))
+			end := approved.Int64 + dur
+			if ended.Valid && ended.Int64 < end {
+				end = ended.Int64
+			}
+			grants = append(grants, time.Duration(end-approved.Int64))
+			if now.UnixNano() < end {
+				r.OpenGrantsNow++
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("report", err)
+	}
+	if decided := r.Approved + r.Denied + r.Expired; decided > 0 {
+		r.ApprovalRate = float64(r.Approved) / float64(decided)
+	}
+	r.MedianToApproval = percentile(toApproval, 0.5)
+	r.P95ToApproval = percentile(toApproval, 0.95)
+	r.MedianGrantLength = percentile(grants, 0.5)
+	if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE issued_at >= ?`, since.UnixNano()).Scan(&r.CertsIssued); err != nil {
+		return nil, classify("report", err)
+	}
+	return r, nil
+}
+
+// percentile returns the nearest-rank percentile p of ds (sorted in place).
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(float64(len(ds))*p+0.999999) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+)
+
+// RevokeSpec names what to revoke: exactly one of Serial, RequestID or User.
+type RevokeSpec struct {
+	Serial    uint64
+	RequestID string
+	User      string
+}
+
+// Revocation is the outcome of Revoke.
+type Revocation struct {
+	Serials     []uint64 // certificates newly revoked
+	EndedGrants []string // requests whose open grant was ended
+}
+
+// Revoke marks the matching certificates revoked and ends the open grants
+// they were issued under (for a user: all of the user's open grants), with
+// one event per certificate and grant, in one transaction.
+func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, now time.Time) (*Revocation, error) {
+	var certWhere string
+	var arg any
+	switch {
+	case spec.Serial != 0:
+		certWhere, arg = "serial = ?", int64(spec.Serial) //nolint:gosec // bit-for-bit
+	case spec.RequestID != "":
+		certWhere, arg = "request_id = ?", spec.RequestID
+	case spec.User != "":
+		certWhere, arg = "requester = ?", spec.User
+	default:
+		return nil, errors.New("store: revoke needs a serial, request or user")
+	}
+	out := &Revocation{}
+	err := d.write(ctx, "revoking", func(tx *sql.Tx, c *chain) error {
+		rows, err := tx.QueryContext(ctx, `SELECT serial, request_id, requester FROM certificates WHERE `+certWhere+` AND revoked_at IS NULL`, arg)
+		if err != nil {
+			return err
+		}
+		type hit struct {
+			serial    uint64
+			requestID string
+			user      string
+		}
+		var hits []hit
+		for rows.Next() {
+			var h hit
+			var s int64
+			if err := rows.Scan(&s, &h.requestID, &h.user); err != nil {
+				rows.Close()
+				return err
+			}
+			h.serial = uint64(s) //nolint:gosec // bit-for-bit
+			hits = append(hits, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if spec.Serial != 0 && len(hits) == 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE serial = ?`, arg).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("%w: certificate %d", ErrNotFound, spec.Serial)
+			}
+		}
+		requests := map[string]bool{}
+		for _, h := range hits {
+			if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
+				return err
+			}
+			if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial,
+				Data: map[string]any{"reason": reason, "requester": h.user}}); err != nil {
+				return err
+			}
+			out.Serials = append(out.Serials, h.serial)
+			requests[h.requestID] = true
+		}
+		// Grants to end: those of the revoked certificates, the named
+		// request, or every grant of the named user.
+		grantWhere, grantArg := "", any(nil)
+		switch {
+		case spec.RequestID != "":
+			grantWhere, grantArg = "id = ?", spec.RequestID
+		case spec.User != "":
+			grantWhere, grantArg = "requester = ?", spec.User
+		}
+		ids := make([]any, 0, len(requests))
+		for id := range requests {
+			ids = append(ids, id)
+		}
+		var conds []string
+		var args []any
+		if len(ids) > 0 {
+			conds = append(conds, "id IN ("+placeholders(len(ids))+")")
+			args = append(args, ids...)
+		}
+		if grantWhere != "" {
+			conds = append(conds, grantWhere)
+			args = append(args, grantArg)
+		}
+		if len(conds) == 0 {
+			return nil
+		}
+		q := `SELECT id, version FROM requests WHERE state = 'approved' AND (ended_at IS NULL) AND approved_at + duration_ns > ? AND (` + strings.Join(conds, " OR ") + `)`
+		rows, err = tx.QueryContext(ctx, q, append([]any{now.UnixNano()}, args...)...)
+		if err != nil {
+			return err
+		}
+		type grant struct {
+			id      string
+			version int64
+		}
+		var open []grant
+		for rows.Next() {
+			var g grant
+			if err := rows.Scan(&g.id, &g.version); err != nil {
+				rows.Close()
+				return err
+			}
+			open = append(open, g)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, g := range open {
+			if _, err := tx.ExecContext(ctx, `UPDATE requests SET ended_at = ?, updated_at = ?, version = ? WHERE id = ?`, now.UnixNano(), now.UnixNano(), g.version+1, g.id); err != nil {
+				return err
+			}
+			if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
+				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}); err != nil {
+				return err
+			}
+			out.EndedGrants = append(out.EndedGrants, g.id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RevokedSerials returns, per CA key fingerprint, the serials of revoked
+// certificates that are not yet expired at notAfter, and the KRL version:
+// the id of the newest revocation event (0 when there is none), which only
+// grows.
+func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string][]uint64, uint64, error) {
+	out := map[string][]uint64{}
+	rows, err := d.r.QueryContext(ctx, `SELECT ca_fingerprint, serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ? ORDER BY serial`, notAfter.UnixNano())
+	if err != nil {
+		return nil, 0, classify("reading revocations", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var fp string
+		var s int64
+		if err := rows.Scan(&fp, &s); err != nil {
+			return nil, 0, classify("reading revocations", err)
+		}
+		out[fp] = append(out[fp], uint64(s)) //nolint:gosec // bit-for-bit
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, classify("reading revocations", err)
+	}
+	var version sql.NullInt64
+	if err := d.r.QueryRowContext(ctx, `SELECT max(id) FROM events WHERE type = ?`, ca.EventRevoked).Scan(&version); err != nil {
+		return nil, 0, classify("reading revocations", err)
+	}
+	return out, uint64(max(version.Int64, 0)), nil
+}
