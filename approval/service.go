@@ -47,6 +47,7 @@ type Service struct {
 	pendingTTL time.Duration
 	log        *slog.Logger
 	watch      notifier
+	sink       Notifier // told about committed changes; nil = nobody
 }
 
 // ServiceOption configures a Service.
@@ -214,6 +215,7 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "request created", slog.String("request_id", id), slog.String("requester", login),
 		slog.String("host_group", group), slog.String("state", r.State))
+	s.notify(ctx, NotifyCreated, login, r, nil)
 	return r, nil
 }
 
@@ -283,6 +285,7 @@ func (s *Service) expireIfDue(ctx context.Context, r *ca.Request) (*ca.Request, 
 		return nil, err
 	}
 	s.watch.notify(r.ID)
+	s.notify(ctx, NotifyExpired, "jit-ssh", &next, nil)
 	return &next, nil
 }
 
@@ -445,7 +448,7 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (*c
 	if (event == ca.ReviewComment || event == ca.ReviewRequestChanges || event == ca.ReviewDeny) && strings.TrimSpace(body) == "" {
 		return nil, newErr(ErrInvalid, "body_required", "a %s review needs a body (-m) saying why", event)
 	}
-	return s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
+	r, err := s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
 		p, err := s.policy(cur.HostGroup)
 		if err != nil {
 			return err
@@ -497,6 +500,10 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (*c
 		}
 		return nil
 	})
+	if err == nil {
+		s.notifyReview(ctx, login, r)
+	}
+	return r, err
 }
 
 // Edit changes a pending request's duration (only narrower) and/or reason,

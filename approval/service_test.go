@@ -495,7 +495,8 @@ func TestGetVisibility(t *testing.T) {
 	// An unknown id and someone else's id are indistinguishable.
 	_, errUnknown := e.svc.Get(t.Context(), "erin", "r-aaaaaaaaaaaaaaaa")
 	_, errHidden := e.svc.Get(t.Context(), "erin", r.ID)
-	if errUnknown == nil || errHidden == nil || errUnknown.(*approval.Error).Code != errHidden.(*approval.Error).Code {
+	var aeUnknown, aeHidden *approval.Error
+	if !errors.As(errUnknown, &aeUnknown) || !errors.As(errHidden, &aeHidden) || aeUnknown.Code != aeHidden.Code {
 		t.Errorf("unknown id gives %v, hidden id gives %v; want the same not-found answer", errUnknown, errHidden)
 	}
 	_, err := e.svc.Get(t.Context(), "alice", "../etc/passwd")

@@ -212,18 +212,18 @@ func classify(err error) (int, string, string) {
 }
 
 func kindStatus(kind error) int {
-	switch kind {
-	case approval.ErrUnauthenticated:
+	switch {
+	case errors.Is(kind, approval.ErrUnauthenticated):
 		return http.StatusUnauthorized
-	case approval.ErrForbidden:
+	case errors.Is(kind, approval.ErrForbidden):
 		return http.StatusForbidden
-	case approval.ErrNotFound:
+	case errors.Is(kind, approval.ErrNotFound):
 		return http.StatusNotFound
-	case approval.ErrInvalid:
+	case errors.Is(kind, approval.ErrInvalid):
 		return http.StatusBadRequest
-	case approval.ErrConflict:
+	case errors.Is(kind, approval.ErrConflict):
 		return http.StatusConflict
-	case approval.ErrUnavailable:
+	case errors.Is(kind, approval.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

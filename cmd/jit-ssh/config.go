@@ -35,6 +35,7 @@ type Config struct {
 	HostGroups    map[string]HostGroupConfig `yaml:"host_groups"`
 	TrustedCAKeys []string                   `yaml:"trusted_ca_keys"` // previous CA keys hosts keep trusting during a rotation
 	PendingTTL    Duration                   `yaml:"pending_ttl"`
+	Notify        NotifyConfig               `yaml:"notify"`
 
 	hash string // SHA-256 of the file (or of the built-in default)
 }
@@ -55,9 +56,22 @@ type SignerConfig struct {
 // VaultSignerConfig: the SSH secrets engine mount and role. Address and
 // credentials come from Vault's own environment variables.
 type VaultSignerConfig struct {
-	Mount   string   `yaml:"mount"`
-	Role    string   `yaml:"role"`
-	Timeout Duration `yaml:"timeout"`
+	Mount     string   `yaml:"mount"`
+	Role      string   `yaml:"role"`
+	Timeout   Duration `yaml:"timeout"`   // per signing call; default 5s
+	Address   string   `yaml:"address"`   // default VAULT_ADDR
+	Namespace string   `yaml:"namespace"` // default VAULT_NAMESPACE
+	// AppRole logs the server in with AppRole instead of VAULT_TOKEN.
+	AppRole *AppRoleConfig `yaml:"approle"`
+}
+
+// AppRoleConfig is an AppRole login; the IDs are read from files (or the
+// JIT_SSH_VAULT_ROLE_ID / _SECRET_ID environment variables), never from
+// the config itself.
+type AppRoleConfig struct {
+	Mount        string `yaml:"mount"`
+	RoleIDFile   string `yaml:"role_id_file"`
+	SecretIDFile string `yaml:"secret_id_file"`
 }
 
 // FileSignerConfig: the CA private key file.
@@ -77,7 +91,17 @@ type GitHubConfig struct {
 	APIURL   string   `yaml:"api_url"`
 	Org      string   `yaml:"org"`
 	TokenEnv string   `yaml:"token_env"`
-	CacheTTL Duration `yaml:"cache_ttl"`
+	CacheTTL Duration `yaml:"cache_ttl"` // 0 written out turns caching off; unset means 30s
+
+	cacheTTLSet bool // cache_ttl was present in the file
+}
+
+// NotifyConfig configures the optional outgoing webhook (Slack-compatible
+// JSON) told when a request is created, reviewed, approved, denied or
+// expires.
+type NotifyConfig struct {
+	WebhookURL string   `yaml:"webhook_url"` // https, or http to loopback; empty = off
+	Timeout    Duration `yaml:"timeout"`     // per post; default 5s
 }
 
 // StaticConfig is a fixed directory for dev mode and tests.
@@ -139,7 +163,10 @@ const (
 	maxConfigBytes = 1 << 20
 )
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	safePathRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,127}$`)
+)
 
 // LoadConfig reads, decodes and validates a config file. Every problem is
 // reported at once, each with its key path.
@@ -233,7 +260,7 @@ func (c *Config) applyDefaults() {
 		if g.TokenEnv == "" {
 			g.TokenEnv = "JIT_SSH_GITHUB_TOKEN"
 		}
-		if g.CacheTTL == 0 {
+		if g.CacheTTL == 0 && !g.cacheTTLSet {
 			g.CacheTTL = Duration(30 * time.Second)
 		}
 	}
@@ -282,8 +309,22 @@ func (c *Config) Validate() error {
 	case "vault":
 		if c.Signer.Vault == nil {
 			add("signer.vault", "required when signer.type is vault (mount, role)")
-		} else if c.Signer.Vault.Timeout < 0 {
-			add("signer.vault.timeout", "must be positive")
+		} else {
+			v := c.Signer.Vault
+			if v.Timeout < 0 || time.Duration(v.Timeout) > time.Minute {
+				add("signer.vault.timeout", "must be between 0 and 1m")
+			}
+			if !safePathRE.MatchString(v.Mount) {
+				add("signer.vault.mount", "%q is not a Vault mount path", v.Mount)
+			}
+			if !safePathRE.MatchString(v.Role) {
+				add("signer.vault.role", "%q is not a Vault role name", v.Role)
+			}
+			if v.Address != "" {
+				if u, err := url.Parse(v.Address); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+					add("signer.vault.address", "%q is not an http(s) URL", v.Address)
+				}
+			}
 		}
 	case "":
 		add("signer.type", "required: vault or file")
@@ -303,6 +344,8 @@ func (c *Config) Validate() error {
 		}
 		if u, err := url.Parse(g.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			add("identity.github.api_url", "%q is not an http(s) URL", g.APIURL)
+		} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+			add("identity.github.api_url", "%q: plain http would send tokens in the clear; use https (http is allowed only to loopback)", g.APIURL)
 		}
 		if !envNameRE.MatchString(g.TokenEnv) {
 			add("identity.github.token_env", "%q is not an environment variable name", g.TokenEnv)
@@ -358,6 +401,7 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("trusted_ca_keys[%d]", i), "not a public key in authorized_keys form")
 		}
 	}
+	p = append(p, c.Notify.validate()...)
 	if c.PendingTTL <= 0 {
 		add("pending_ttl", "must be positive")
 	}

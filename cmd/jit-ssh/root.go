@@ -66,7 +66,9 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 		newAuditCmd(e),
 		newCACmd(e),
 		newHostCmd(e),
+		newAuthCmd(e),
 		newRevokeCmd(e),
+		newVaultCmd(e),
 		newVersionCmd(e),
 	)
 	for _, c := range root.Commands() {
@@ -114,12 +116,16 @@ func (e *env) serverURL() string {
 }
 
 // token finds the caller's bearer token: JIT_SSH_TOKEN, then GITHUB_TOKEN,
-// then the token of an installed gh. It is never printed.
+// then the file 'jit-ssh auth login' stored, then the token of an installed
+// gh. It is never printed.
 func (e *env) token() string {
 	for _, k := range []string{"JIT_SSH_TOKEN", "GITHUB_TOKEN"} {
 		if t := strings.TrimSpace(e.getenv(k)); t != "" {
 			return t
 		}
+	}
+	if t := e.storedToken(); t != "" {
+		return t
 	}
 	if _, err := exec.LookPath("gh"); err == nil {
 		out, err := exec.Command("gh", "auth", "token").Output()

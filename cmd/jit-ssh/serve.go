@@ -117,10 +117,11 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	}
 	defer db.Close()
 
-	signer, err := newSigner(ctx, cfg, log)
+	signer, closeSigner, err := newSigner(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer func() { _ = closeSigner() }()
 	dir, err := newDirectory(cfg)
 	if err != nil {
 		return err
@@ -133,8 +134,11 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		}
 		trusted = append(trusted, pub)
 	}
+	notifier, stopNotifier := newNotifier(cfg, log)
+	defer stopNotifier()
 	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,
-		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins))
+		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins),
+		approval.WithNotifier(notifier))
 	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
 	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted))
 
@@ -198,18 +202,19 @@ func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 	}
 }
 
-func newSigner(ctx context.Context, cfg *Config, log *slog.Logger) (ca.Signer, error) {
+// newSigner returns the configured signer and a function that releases it.
+func newSigner(cfg *Config, log *slog.Logger) (ca.Signer, func() error, error) {
 	switch cfg.Signer.Type {
 	case "file":
 		s, err := ca.LoadOrCreateFileSigner(cfg.Signer.File.KeyFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return s, nil
+		return s, func() error { return nil }, nil
 	case "vault":
-		return newVaultSigner(ctx, cfg, log)
+		return newVaultSigner(cfg, log)
 	default:
-		return nil, fmt.Errorf("unknown signer type %q", cfg.Signer.Type)
+		return nil, nil, fmt.Errorf("unknown signer type %q", cfg.Signer.Type)
 	}
 }
 

@@ -242,3 +242,22 @@ func auditCerts(t *testing.T, s *server, args ...string) []api.Certificate {
 	carol := s.as(t, "carol", "")
 	return jsonLines[api.Certificate](t, carol.ok(append([]string{"audit", "certs", "-o", "json"}, args...)...).Stdout)
 }
+
+// syncBuffer is a bytes.Buffer safe to read while a child process writes
+// to it (exec copies a non-file writer from its own goroutine).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +30,7 @@ func TestLoginWithApprovalThenSSH(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	login := alice.command(ctx, "login", "prod-db", "--reason", "e2e: check replication")
-	var loginOut, loginErr bytes.Buffer
+	var loginOut, loginErr syncBuffer
 	login.Stdout, login.Stderr = &loginOut, &loginErr
 	if err := login.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,12 @@
+// Package vault is the ca.Signer backed by HashiCorp Vault's SSH secrets
+// engine: the CA private key lives in Vault and never leaves it. It also
+// holds the Vault client construction jit-ssh uses (token or AppRole login,
+// with renewal) and Setup, the idempotent mount and role configuration run by
+// `jit-ssh vault setup`.
+//
+// Every failure to reach or use Vault fails closed: the error wraps
+// ca.ErrSignerUnavailable and one of this package's sentinels (ErrSealed,
+// ErrUnreachable, ErrTimeout, ...), and its message names Vault and the
+// cause. Nothing is cached that could outlive Vault's recovery, so a Signer
+// works again as soon as Vault does, without a restart.
+package vault
