@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -41,6 +42,10 @@ type ClientConfig struct {
 	// Logger receives token renewal and re-login records. The default
 	// discards. Tokens are never logged.
 	Logger *slog.Logger
+	// TokenOnly ignores AppRole (here and in the JIT_SSH_VAULT_* variables)
+	// and uses VAULT_TOKEN: `jit-ssh vault setup` runs as an operator whose
+	// token may manage mounts, not with the server's narrow AppRole.
+	TokenOnly bool
 }
 
 // AppRole is an AppRole login. Either the value or the file of each ID is
@@ -93,10 +98,18 @@ type Client struct {
 	appRole AppRole
 	log     *slog.Logger
 
-	stop context.CancelFunc
-	done chan struct{}
-	once sync.Once
+	stop  context.CancelFunc
+	done  chan struct{}
+	once  sync.Once
+	fresh chan *api.Secret // tokens of forced logins, for keepAlive
+
+	reloginMu sync.Mutex // one forced login at a time
+	logins    atomic.Int64
 }
+
+// ErrNoAppRole is returned by Relogin when the client uses a fixed token
+// (VAULT_TOKEN), which it cannot replace by itself.
+var ErrNoAppRole = errors.New("vault: no AppRole login configured; replace VAULT_TOKEN and restart")
 
 // API returns the Vault client, for New and Setup. Its token is replaced in
 // place on re-login.
@@ -134,7 +147,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Namespace != "" {
 		ac.SetNamespace(cfg.Namespace)
 	}
-	c := &Client{api: ac, appRole: cfg.AppRole.withEnv(), log: cfg.Logger}
+	c := &Client{api: ac, log: cfg.Logger, fresh: make(chan *api.Secret, 1)}
+	if !cfg.TokenOnly {
+		c.appRole = cfg.AppRole.withEnv()
+	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -192,6 +208,7 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 		return nil, &Error{Op: "AppRole login at " + path, Addr: lc.Address(), Kind: ErrBadResponse, Err: errors.New("no token in the response")}
 	}
 	c.api.SetToken(secret.Auth.ClientToken)
+	c.logins.Add(1)
 	c.log.LogAttrs(ctx, slog.LevelInfo, "vault: logged in with AppRole",
 		slog.String("mount", c.appRole.Mount),
 		slog.Duration("ttl", time.Duration(secret.Auth.LeaseDuration)*time.Second),
@@ -199,48 +216,93 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	return secret, nil
 }
 
+// Relogin logs in with AppRole now. The Signer calls it when Vault refuses
+// the token (403): the token was revoked, or Vault lost it (a restored or
+// rebuilt Vault), long before the renewal watcher would notice. Concurrent
+// callers share one login: a caller that waited while another logged in
+// returns at once, so a burst of 403s costs one login. Without AppRole it
+// returns ErrNoAppRole.
+func (c *Client) Relogin(ctx context.Context) error {
+	if !c.appRole.enabled() {
+		return ErrNoAppRole
+	}
+	before := c.logins.Load()
+	c.reloginMu.Lock()
+	defer c.reloginMu.Unlock()
+	if c.logins.Load() != before {
+		return nil // logged in while this caller waited
+	}
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout(c.api.ClientTimeout()))
+	defer cancel()
+	c.log.LogAttrs(ctx, slog.LevelWarn, "vault: token refused; logging in again with AppRole")
+	secret, err := c.login(ctx)
+	if err != nil {
+		return err
+	}
+	// Hand the new token to keepAlive, replacing one it has not taken yet.
+	select {
+	case <-c.fresh:
+	default:
+	}
+	select {
+	case c.fresh <- secret:
+	default:
+	}
+	return nil
+}
+
 // keepAlive renews the token while Vault allows it and logs in again when
 // the watcher gives up (max TTL reached, not renewable, renewal failing).
+// A token from Relogin replaces the one being watched.
 func (c *Client) keepAlive(ctx context.Context, secret *api.Secret) {
 	defer close(c.done)
 	for {
-		if secret != nil && secret.Auth != nil && secret.Auth.LeaseDuration > 0 {
-			if !c.watch(ctx, secret) {
+		next, ok := c.watch(ctx, secret)
+		if !ok {
+			return
+		}
+		if next == nil {
+			if next = c.relogin(ctx); next == nil {
 				return
 			}
-		} else {
-			// A token without a TTL never expires; nothing to do.
-			<-ctx.Done()
-			return
 		}
-		secret = c.relogin(ctx)
-		if secret == nil {
-			return
-		}
+		secret = next
 	}
 }
 
-// watch runs a lifetime watcher on secret until it is done. It returns false
-// when ctx ends.
-func (c *Client) watch(ctx context.Context, secret *api.Secret) bool {
+// watch runs a lifetime watcher on secret until it is done. It returns the
+// token of a forced login when one arrives, nil when the watcher is done
+// (log in again), and false when ctx ends.
+func (c *Client) watch(ctx context.Context, secret *api.Secret) (*api.Secret, bool) {
+	if secret == nil || secret.Auth == nil || secret.Auth.LeaseDuration <= 0 {
+		// A token without a TTL never expires; wait for a replacement.
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case s := <-c.fresh:
+			return s, true
+		}
+	}
 	w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
 	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "vault: cannot watch the token", slog.String("error", err.Error()))
-		return true
+		return nil, true
 	}
 	go w.Start()
 	defer w.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return nil, false
+		case s := <-c.fresh:
+			return s, true
 		case err := <-w.DoneCh():
 			if err != nil {
 				c.log.LogAttrs(ctx, slog.LevelWarn, "vault: token renewal failed; logging in again", slog.String("error", err.Error()))
 			} else {
 				c.log.LogAttrs(ctx, slog.LevelInfo, "vault: token at the end of its lifetime; logging in again")
 			}
-			return true
+			return nil, true
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
 				c.log.LogAttrs(ctx, slog.LevelDebug, "vault: token renewed",
@@ -268,6 +330,9 @@ func (c *Client) relogin(ctx context.Context) *api.Secret {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case s := <-c.fresh: // a forced login succeeded meanwhile
+			t.Stop()
+			return s
 		case <-t.C:
 		}
 		wait = min(2*wait, time.Minute)

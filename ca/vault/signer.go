@@ -44,6 +44,7 @@ type Signer struct {
 	ttl     time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	reauth  func(context.Context) error
 
 	mu       sync.Mutex
 	cached   []ssh.PublicKey
@@ -94,6 +95,15 @@ func WithClock(now func() time.Time) Option {
 			s.now = now
 		}
 	}
+}
+
+// WithReauth sets what the Signer does when Vault refuses its token (403):
+// it calls login once, then tries again with the client's token. Pass
+// (*Client).Relogin, so a server with AppRole recovers by itself from a
+// revoked token or a Vault that lost its tokens. The default does nothing:
+// a refused token fails closed with ErrDenied.
+func WithReauth(login func(context.Context) error) Option {
+	return func(s *Signer) { s.reauth = login }
 }
 
 // WithCacheTTL sets how long PublicKeys serves the CA key without asking
@@ -304,16 +314,28 @@ func readCAKey(ctx context.Context, mount string, call caller, addr string) (ssh
 func (s *Signer) call(ctx context.Context, op string, fn func(context.Context, *api.Client) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if tok := s.src.Token(); tok != s.api.Token() {
-		s.api.SetToken(tok)
-	}
 	wait := firstBackoff
+	reauthed := false
 	for attempt := 0; ; attempt++ {
+		if tok := s.src.Token(); tok != s.api.Token() {
+			s.api.SetToken(tok)
+		}
 		err := fn(ctx, s.api)
 		if err == nil {
 			return nil
 		}
 		e := s.classify(ctx, op, err)
+		if errors.Is(e.Kind, ErrDenied) && s.reauth != nil && !reauthed {
+			reauthed = true
+			if rerr := s.reauth(ctx); rerr == nil {
+				attempt-- // a fresh token is not a retry of a failure
+				continue
+			} else if !errors.Is(rerr, ErrNoAppRole) {
+				s.log.LogAttrs(ctx, slog.LevelError, "vault: logging in again failed",
+					slog.String("op", op), slog.String("error", rerr.Error()))
+			}
+			return e
+		}
 		if attempt >= s.retries || !transient(e) {
 			return e
 		}

@@ -756,3 +756,78 @@ func TestNewClientAppRole(t *testing.T) {
 		}
 	})
 }
+
+// TestReloginWhenTokenRefused: a server with AppRole whose token Vault no
+// longer accepts (revoked, or lost by a rebuilt Vault) logs in again on the
+// first 403 and signs, instead of failing until the renewal watcher notices.
+func TestReloginWhenTokenRefused(t *testing.T) {
+	srv := vaulttest.Start(t)
+	root := srv.Client()
+	setup(t, root, vault.SetupConfig{Profiles: []ca.Profile{prodDB}})
+	const roleID, secretID = "7d6b0b8e-4f5c-4b1e-9d2a-1c3e5f7a9b01", "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+	srv.AppRole("jit-ssh", vault.Policy("ssh", "jit-ssh"), roleID, secretID)
+	t.Setenv("VAULT_TOKEN", "")
+	logs := &logBuffer{}
+	c, err := vault.NewClient(vault.ClientConfig{Address: srv.Addr, AppRole: vault.AppRole{RoleID: roleID, SecretID: secretID}, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ledger := &sliceLedger{}
+	withReauth := ca.NewIssuer(newSigner(t, c.API(), "ssh", "jit-ssh", vault.WithReauth(c.Relogin), vault.WithLogger(logs.logger())), ledger)
+	without := ca.NewIssuer(newSigner(t, c.API(), "ssh", "jit-ssh"), ledger)
+	g := grant(prodDB, time.Now().Add(time.Hour))
+	if _, err := issue(t, withReauth, ledger, g); err != nil {
+		t.Fatal(err)
+	}
+
+	// The token is revoked behind the client's back.
+	revoke := func() {
+		t.Helper()
+		if err := root.Auth().Token().RevokeTree(c.API().Token()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoke()
+	if _, err := issue(t, without, ledger, g); !errors.Is(err, vault.ErrDenied) {
+		t.Fatalf("without WithReauth: err = %v, want ErrDenied", err)
+	}
+	first := c.API().Token()
+	if _, err := issue(t, withReauth, ledger, g); err != nil {
+		t.Fatalf("after the token was revoked: %v\n%s", err, logs)
+	}
+	if c.API().Token() == first {
+		t.Fatal("the client still holds the revoked token")
+	}
+
+	// Vault is rebuilt: empty, then set up again with the same AppRole.
+	srv.Restart()
+	res := setup(t, root, vault.SetupConfig{Profiles: []ca.Profile{prodDB}})
+	srv.AppRole("jit-ssh", vault.Policy("ssh", "jit-ssh"), roleID, secretID)
+	cert, err := issue(t, withReauth, ledger, g)
+	if err != nil {
+		t.Fatalf("after Vault was rebuilt: %v\n%s", err, logs)
+	}
+	if !sameKey(cert.SignatureKey, res.CAKey) {
+		t.Error("not signed by the rebuilt Vault's CA key")
+	}
+	for _, tok := range []string{first, c.API().Token(), srv.Token, secretID} {
+		if strings.Contains(logs.String(), tok) {
+			t.Fatal("the log contains a token or the secret ID")
+		}
+	}
+
+	// A token client cannot log in again by itself: the 403 stands.
+	t.Setenv("VAULT_TOKEN", srv.Token)
+	tc, err := vault.NewClient(vault.ClientConfig{Address: srv.Addr, TokenOnly: true, AppRole: vault.AppRole{RoleID: roleID, SecretID: secretID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if tc.API().Token() != srv.Token {
+		t.Fatal("TokenOnly client did not use VAULT_TOKEN")
+	}
+	if err := tc.Relogin(context.Background()); !errors.Is(err, vault.ErrNoAppRole) {
+		t.Fatalf("Relogin of a token client: err = %v, want ErrNoAppRole", err)
+	}
+}

@@ -16,10 +16,10 @@ import (
 )
 
 // vaultClient builds the Vault client of a config (VAULT_* environment,
-// optional AppRole). Close stops its token renewal.
-func vaultClient(cfg *Config, log *slog.Logger) (*vault.Client, error) {
+// optional AppRole unless tokenOnly). Close stops its token renewal.
+func vaultClient(cfg *Config, log *slog.Logger, tokenOnly bool) (*vault.Client, error) {
 	v := cfg.Signer.Vault
-	cc := vault.ClientConfig{Address: v.Address, Namespace: v.Namespace, Logger: log}
+	cc := vault.ClientConfig{Address: v.Address, Namespace: v.Namespace, Logger: log, TokenOnly: tokenOnly}
 	if v.AppRole != nil {
 		cc.AppRole = vault.AppRole{Mount: v.AppRole.Mount, RoleIDFile: v.AppRole.RoleIDFile, SecretIDFile: v.AppRole.SecretIDFile}
 	}
@@ -33,11 +33,11 @@ func vaultClient(cfg *Config, log *slog.Logger) (*vault.Client, error) {
 // newVaultSigner returns the Vault signer and a function that stops the
 // client's token renewal.
 func newVaultSigner(cfg *Config, log *slog.Logger) (ca.Signer, func() error, error) {
-	c, err := vaultClient(cfg, log)
+	c, err := vaultClient(cfg, log, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := []vault.Option{vault.WithLogger(log)}
+	opts := []vault.Option{vault.WithLogger(log), vault.WithReauth(c.Relogin)}
 	if t := time.Duration(cfg.Signer.Vault.Timeout); t > 0 {
 		opts = append(opts, vault.WithTimeout(t))
 	}
@@ -67,7 +67,8 @@ users = the union of the host groups' principals, max TTL = the largest
 cert_ttl, user certificates only, KeyIds from jit-ssh, only the configured
 extensions); and print the CA public key hosts must trust. A second run
 changes nothing. Vault's address and a token allowed to manage the mount come
-from VAULT_ADDR and VAULT_TOKEN. --print-policy prints the narrow policy the
+from VAULT_ADDR (or signer.vault.address) and VAULT_TOKEN; the config's AppRole
+is the server's and is not used here. --print-policy prints the narrow policy the
 server's own token needs, and does nothing else.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -93,7 +94,9 @@ server's own token needs, and does nothing else.`,
 }
 
 func runVaultSetup(ctx context.Context, e *env, cfg *Config) error {
-	c, err := vaultClient(cfg, nil)
+	// Setup runs as an operator (VAULT_TOKEN), never with the server's
+	// AppRole, whose policy only signs.
+	c, err := vaultClient(cfg, nil, true)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -286,6 +287,48 @@ func (s *Server) Client() *api.Client {
 	c.ClearNamespace()
 	c.SetToken(s.Token)
 	return c
+}
+
+// AppRole creates (or updates) AppRole role name with the given policy
+// (HCL) and fixed IDs, enabling the approle auth method when it is missing,
+// and returns the role ID and secret ID. Fixed IDs let a test give a
+// restarted (empty) dev Vault the same credentials a running jit-ssh holds.
+// roleID and secretID must be UUIDs or other strings Vault accepts.
+func (s *Server) AppRole(name, policy, roleID, secretID string) (string, string) {
+	s.t.Helper()
+	c := s.Client()
+	auths, err := c.Sys().ListAuth()
+	if err != nil {
+		s.t.Fatalf("vaulttest: listing auth methods: %v", err)
+	}
+	if _, ok := auths["approle/"]; !ok {
+		if err := c.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil {
+			s.t.Fatalf("vaulttest: enabling approle: %v", err)
+		}
+	}
+	if err := c.Sys().PutPolicy(name, policy); err != nil {
+		s.t.Fatalf("vaulttest: writing policy %s: %v", name, err)
+	}
+	base := "auth/approle/role/" + name
+	steps := []struct {
+		path string
+		data map[string]any
+	}{
+		{base, map[string]any{"token_policies": name, "token_ttl": "1h", "token_max_ttl": "4h"}},
+		{base + "/role-id", map[string]any{"role_id": roleID}},
+		{base + "/custom-secret-id", map[string]any{"secret_id": secretID}},
+	}
+	for _, st := range steps {
+		if _, err := c.Logical().Write(st.path, st.data); err != nil {
+			var re *api.ResponseError
+			// The same custom secret ID twice is refused; it exists already.
+			if st.path == base+"/custom-secret-id" && errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+				continue
+			}
+			s.t.Fatalf("vaulttest: writing %s: %v", st.path, err)
+		}
+	}
+	return roleID, secretID
 }
 
 // UnsealKey returns the unseal key of the running server (it changes with
