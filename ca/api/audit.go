@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store"
 )
@@ -239,6 +240,10 @@ func (s *Server) authorizeRevocation(ctx context.Context, login string, body Rev
 			return store.RevokeSpec{}, fmt.Errorf("%w: serial must be a positive decimal number", errBadInput)
 		}
 		c, err := s.ledger.GetCertificate(ctx, serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.RevokeSpec{}, &approval.Error{Kind: approval.ErrNotFound, Code: "unknown_certificate",
+				Message: fmt.Sprintf("no certificate has serial %d; find serials with 'jit-ssh audit certs'", serial)}
+		}
 		if err != nil {
 			return store.RevokeSpec{}, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -100,6 +101,7 @@ func (s serverSource) KRL(ctx context.Context) ([]byte, error) { return s.c.KRL(
 
 func newHostSyncCmd(e *env) *cobra.Command {
 	var dir string
+	var allowOlder bool
 	cmd := &cobra.Command{
 		Use:   "sync [--dir DIR]",
 		Short: "Fetch the CA keys and the KRL; replace them atomically, keeping the last good copy on failure",
@@ -108,26 +110,40 @@ are not empty; the KRL parses and is not older than the one in place), and
 replace DIR/ca.pub and DIR/revoked.krl atomically (write, fsync, rename). On
 any failure the last good files stay and the command exits non-zero; the KRL
 is never left missing. sshd reads both files on each connection, so no reload
-is needed. Run it from a systemd timer every minute (see README).`,
+is needed. Run it from a systemd timer every minute (see README and
+deploy/systemd/jit-ssh-host-sync.timer); 'jit-ssh doctor --host' reports a
+KRL that has not been synced for too long.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return &usageError{err}
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			res, err := hostconfig.Sync(cmd.Context(), dir, serverSource{c})
+			var opts []hostconfig.SyncOption
+			if allowOlder {
+				opts = append(opts, hostconfig.AllowOlderKRL())
+			}
+			res, err := hostconfig.Sync(cmd.Context(), abs, serverSource{c}, opts...)
 			if err != nil {
-				return err
+				// Flattened on purpose: the whole chain (what failed, that
+				// the last good files were kept, the server's answer) is the
+				// message, where main would show only the server's answer.
+				return errors.New("host sync failed: " + err.Error())
 			}
 			if e.output == "json" {
 				return e.printJSON(res)
 			}
-			fmt.Fprintf(e.stdout, "Synced %s: %d CA key(s)%s, KRL version %d%s.\n", dir, res.CAKeys, changed(res.CAChanged),
+			fmt.Fprintf(e.stdout, "Synced %s: %d CA key(s)%s, KRL version %d%s.\n", abs, res.CAKeys, changed(res.CAChanged),
 				res.KRLVersion, changed(res.KRLChanged))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "/etc/ssh/jit-ssh", "the host files directory written by 'jit-ssh host config'")
+	cmd.Flags().BoolVar(&allowOlder, "allow-older-krl", false, "accept a KRL older than the local one (only after the server was deliberately rebuilt)")
 	return cmd
 }
 
