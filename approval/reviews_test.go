@@ -374,3 +374,122 @@ func TestApprovalFromFormerMemberDoesNotCount(t *testing.T) {
 		t.Errorf("state after a review during an outage = %s, want pending", stored.State)
 	}
 }
+
+// TestAllowedHoursAcrossReview: allowed_hours (Mon-Fri 07:00-20:00 UTC for
+// office-db) is checked when a request is filed and at every issuance; a
+// review may arrive at any time, but a grant approved inside the window is
+// unusable outside it.
+func TestAllowedHoursAcrossReview(t *testing.T) {
+	monday := func(h, m int) time.Time { return time.Date(2025, 6, 2, h, m, 0, 0, time.UTC) }
+	tests := []struct {
+		name                  string
+		create, review, issue time.Time
+		createCode, issueCode string // "" = allowed
+	}{
+		{name: "all inside the window", create: monday(9, 0), review: monday(9, 10), issue: monday(9, 20)},
+		{name: "issued in the window's last minute", create: monday(19, 0), review: monday(19, 30), issue: monday(19, 59)},
+		{name: "approved inside, issued after the window closed", create: monday(19, 0), review: monday(19, 30), issue: monday(20, 0),
+			issueCode: "outside_allowed_hours"},
+		{name: "approved after the window closed is still unusable", create: monday(19, 50), review: monday(20, 10), issue: monday(20, 15),
+			issueCode: "outside_allowed_hours"},
+		{name: "filed before the window opens", create: monday(6, 59), createCode: "outside_allowed_hours"},
+		{name: "filed on a Sunday", create: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), createCode: "outside_allowed_hours"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.clk.set(tt.create)
+			r, err := e.svc.Create(t.Context(), "alice", "office-db", time.Hour, "maintenance")
+			if tt.createCode != "" {
+				checkErr(t, err, approval.ErrForbidden, tt.createCode)
+				if reqs, _ := e.db.ListRequests(t.Context(), ca.RequestFilter{}); len(reqs) != 0 {
+					t.Errorf("a refused request was stored: %+v", reqs[0])
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Create at %s: %v", tt.create, err)
+			}
+			e.clk.set(tt.review)
+			if got := e.review(t, "bob", r.ID, ca.ReviewApprove); got.State != approved {
+				t.Fatalf("state after the approval at %s = %s, want approved", tt.review, got.State)
+			}
+			e.clk.set(tt.issue)
+			g, err := e.svc.Authorize(t.Context(), "alice", r.ID)
+			if tt.issueCode == "" {
+				checkErr(t, err, nil, "")
+				if !g.Ends.Equal(tt.review.Add(time.Hour)) {
+					t.Errorf("grant ends %s, want an hour after the approval (%s)", g.Ends, tt.review.Add(time.Hour))
+				}
+				return
+			}
+			checkErr(t, err, approval.ErrForbidden, tt.issueCode)
+		})
+	}
+}
+
+// TestMembershipRevokedBeforeIssuance: every issuance re-checks the
+// requester's membership of a requester team and each approver's of an
+// approver team; someone who left stops counting, someone who comes back
+// counts again.
+func TestMembershipRevokedBeforeIssuance(t *testing.T) {
+	type change struct {
+		remove bool
+		login  string
+		team   string
+	}
+	out := func(login, team string) change { return change{remove: true, login: login, team: team} }
+	back := func(login, team string) change { return change{login: login, team: team} }
+	tests := []struct {
+		name      string
+		group     string // prod-db needs bob and dave; db-one needs bob
+		changes   []change
+		wantCode  string
+		approvers []string // of the grant when allowed
+	}{
+		{name: "nobody left", group: "prod-db", approvers: []string{"bob", "dave"}},
+		{name: "requester left", group: "prod-db", changes: []change{out("alice", "backend")}, wantCode: "not_a_requester"},
+		{name: "first approver left", group: "prod-db", changes: []change{out("bob", "sre-leads")}, wantCode: "approval_no_longer_valid"},
+		{name: "second approver left", group: "prod-db", changes: []change{out("dave", "sre-leads")}, wantCode: "approval_no_longer_valid"},
+		{name: "both approvers left", group: "prod-db", changes: []change{out("bob", "sre-leads"), out("dave", "sre-leads")}, wantCode: "approval_no_longer_valid"},
+		{name: "the only approver left", group: "db-one", changes: []change{out("bob", "sre-leads")}, wantCode: "approval_no_longer_valid"},
+		{name: "requester and approver left", group: "db-one", changes: []change{out("bob", "sre-leads"), out("alice", "backend")}, wantCode: "not_a_requester"},
+		{name: "approver left and came back", group: "db-one", changes: []change{out("bob", "sre-leads"), back("bob", "sre-leads")}, approvers: []string{"bob"}},
+		{name: "requester left and came back", group: "db-one", changes: []change{out("alice", "backend"), back("alice", "backend")}, approvers: []string{"bob"}},
+		{name: "an unrelated team change does not matter", group: "db-one", changes: []change{out("frank", "sre-leads")}, approvers: []string{"bob"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := newMutableDir()
+			e := newEnv(t, dir)
+			r := e.create(t, "alice", tt.group, time.Hour)
+			e.review(t, "bob", r.ID, ca.ReviewApprove)
+			if tt.group == "prod-db" {
+				e.review(t, "dave", r.ID, ca.ReviewApprove)
+			}
+			if _, err := e.svc.Authorize(t.Context(), "alice", r.ID); err != nil {
+				t.Fatalf("Authorize before any change: %v", err)
+			}
+			for _, c := range tt.changes {
+				if c.remove {
+					dir.remove(c.login, c.team)
+				} else {
+					dir.add(c.login, c.team)
+				}
+			}
+			g, err := e.svc.Authorize(t.Context(), "alice", r.ID)
+			// The request itself stays approved: a refusal is about now.
+			if stored, _ := e.db.GetRequest(t.Context(), r.ID); stored.State != approved {
+				t.Errorf("stored state %s, want approved", stored.State)
+			}
+			if tt.wantCode != "" {
+				checkErr(t, err, approval.ErrForbidden, tt.wantCode)
+				return
+			}
+			checkErr(t, err, nil, "")
+			if !slices.Equal(g.Approvers, tt.approvers) {
+				t.Errorf("grant approvers = %q, want %q", g.Approvers, tt.approvers)
+			}
+		})
+	}
+}

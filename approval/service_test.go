@@ -99,6 +99,14 @@ func (d *mutableDir) remove(login, team string) {
 	d.teams[login] = slices.DeleteFunc(d.teams[login], func(t string) bool { return t == team })
 }
 
+func (d *mutableDir) add(login, team string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(d.teams[login], team) {
+		d.teams[login] = append(d.teams[login], team)
+	}
+}
+
 func (d *mutableDir) fail(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -124,6 +132,8 @@ func testPolicies() []*approval.Policy {
 			ApprovalsRequired: 0, MaxDuration: 30 * time.Minute, CertTTL: 5 * time.Minute},
 		{Group: "office", Principals: []string{"office"}, Requesters: []string{"backend"}, Approvers: []string{"sre-leads"},
 			ApprovalsRequired: 0, MaxDuration: 2 * time.Hour, CertTTL: 5 * time.Minute, AllowedHours: mustHours("Mon-Fri 07:00-20:00 UTC")},
+		{Group: "office-db", Principals: []string{"office-db"}, Requesters: []string{"backend"}, Approvers: []string{"sre-leads"},
+			ApprovalsRequired: 1, MaxDuration: 2 * time.Hour, CertTTL: 5 * time.Minute, AllowedHours: mustHours("Mon-Fri 07:00-20:00 UTC")},
 	}
 }
 
