@@ -14,6 +14,7 @@ import (
 type step struct {
 	do       string // review, edit, cancel, get, advance
 	who      string
+	id       string // default: the scenario's request
 	event    string
 	body     string
 	dur      time.Duration
@@ -85,9 +86,18 @@ func TestReviewRules(t *testing.T) {
 			approve("dave").is(approved),
 		}},
 		{name: "a non-approver's approval is refused and does not count", steps: []step{
-			approve("erin").fails(notFound, "request_not_found").is(pending), // cannot even see it
+			approve("erin").fails(forbidden, "not_an_approver").is(pending),    // a peer who cannot read it is told why
+			approve("mallory").fails(forbidden, "not_an_approver").is(pending), // in no team at all
+			comment("mallory").fails(forbidden, "not_an_approver").is(pending),
 			approve("carol").fails(forbidden, "not_an_approver").is(pending), // auditor sees, may not approve
 			approve("bob").is(pending),
+			approve("erin").fails(forbidden, "not_an_approver").is(pending), // and it still does not count
+			approve("dave").is(approved),
+		}},
+		{name: "reviewing a request that does not exist", steps: []step{
+			{do: "review", who: "bob", id: "r-aaaaaaaaaaaaaaaa", event: ca.ReviewApprove, wantKind: notFound, wantCode: "request_not_found", state: pending},
+			{do: "review", who: "mallory", id: "r-aaaaaaaaaaaaaaaa", event: ca.ReviewApprove, wantKind: notFound, wantCode: "request_not_found", state: pending},
+			{do: "review", who: "bob", id: "../etc", event: ca.ReviewApprove, wantKind: invalid, wantCode: "invalid_request_id", state: pending},
 		}},
 		{name: "the requester cannot approve without approver membership", steps: []step{
 			approve("alice").fails(forbidden, "not_an_approver").is(pending),
@@ -215,7 +225,11 @@ func TestReviewRules(t *testing.T) {
 				var err error
 				switch s.do {
 				case "review":
-					got, err = e.svc.Review(t.Context(), s.who, r.ID, s.event, s.body)
+					id := r.ID
+					if s.id != "" {
+						id = s.id
+					}
+					got, err = e.svc.Review(t.Context(), s.who, id, s.event, s.body)
 				case "edit":
 					got, err = e.svc.Edit(t.Context(), s.who, r.ID, s.dur, s.reason)
 				case "cancel":

@@ -448,6 +448,9 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (*c
 	if (event == ca.ReviewComment || event == ca.ReviewRequestChanges || event == ca.ReviewDeny) && strings.TrimSpace(body) == "" {
 		return nil, newErr(ErrInvalid, "body_required", "a %s review needs a body (-m) saying why", event)
 	}
+	if err := s.checkReviewer(ctx, login, id); err != nil {
+		return nil, err
+	}
 	r, err := s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
 		p, err := s.policy(cur.HostGroup)
 		if err != nil {
@@ -504,6 +507,40 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (*c
 		s.notifyReview(ctx, login, r)
 	}
 	return r, err
+}
+
+// checkReviewer refuses, with 403 and the reason, a review by someone who
+// is neither the requester nor an approver of the request's group. Such
+// callers cannot read the request (Get says "not found"), but a review
+// names a request ID they were shown (for example in a notification), so
+// they are told why their review does not count. Request IDs are random,
+// so this reveals nothing guessable.
+func (s *Service) checkReviewer(ctx context.Context, login, id string) error {
+	if ca.CheckRequestID(id) != nil {
+		return newErr(ErrInvalid, "invalid_request_id", "%q is not a request ID", id)
+	}
+	r, err := s.store.GetRequest(ctx, id)
+	if errors.Is(err, ca.ErrNotFound) {
+		return newErr(ErrNotFound, "request_not_found", "no request %s", id)
+	}
+	if err != nil {
+		return err
+	}
+	if r.Requester == login {
+		return nil
+	}
+	p, err := s.policy(r.HostGroup)
+	if err != nil {
+		return err
+	}
+	ok, err := s.memberOfAny(ctx, login, p.Approvers)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return newErr(ErrForbidden, "not_an_approver", "%s may not review %s requests: not a member of %s", login, r.HostGroup, strings.Join(p.Approvers, ", "))
+	}
+	return nil
 }
 
 // Edit changes a pending request's duration (only narrower) and/or reason,
