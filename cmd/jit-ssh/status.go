@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jit-ssh/jit-ssh/agent"
+	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
@@ -137,16 +138,20 @@ server so no new certificate can be minted under them.`,
 }
 
 func (o *logoutOptions) run(ctx context.Context, e *env, group string) error {
-	keys, err := agent.Dial(e.getenv("SSH_AUTH_SOCK"))
-	if err != nil {
-		return err
+	if group != "" {
+		if err := ca.CheckGroup(group); err != nil {
+			return &usageError{err}
+		}
 	}
-	defer keys.Close()
-	n, err := keys.Remove(group)
-	if err != nil {
-		return err
+	// With --end a missing agent does not stop the grant from ending: that
+	// is the part that matters on the server.
+	var errs []error
+	if err := removeFromAgent(e, group); err != nil {
+		if !o.end {
+			return err
+		}
+		errs = append(errs, err)
 	}
-	fmt.Fprintf(e.stdout, "Removed %d certificate(s) from ssh-agent.\n", n)
 	if !o.end {
 		return nil
 	}
@@ -156,9 +161,8 @@ func (o *logoutOptions) run(ctx context.Context, e *env, group string) error {
 	}
 	mine, err := c.ListRequests(ctx, api.ListRequestsOptions{Mine: true, State: "approved"})
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, r := range mine {
 		if (group != "" && r.HostGroup != group) || r.GrantEndsAt == nil || !r.GrantEndsAt.After(time.Now()) {
 			continue
@@ -170,4 +174,20 @@ func (o *logoutOptions) run(ctx context.Context, e *env, group string) error {
 		fmt.Fprintf(e.stdout, "Ended grant %s for %s.\n", r.ID, r.HostGroup)
 	}
 	return errors.Join(errs...)
+}
+
+// removeFromAgent removes this tool's certificates for group (every group
+// when empty) from the agent and says how many it removed.
+func removeFromAgent(e *env, group string) error {
+	keys, err := agent.Dial(e.getenv("SSH_AUTH_SOCK"))
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
+	n, err := keys.Remove(group)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Removed %d certificate(s) from ssh-agent.\n", n)
+	return nil
 }
