@@ -68,6 +68,7 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 		newHostCmd(e),
 		newAuthCmd(e),
 		newRevokeCmd(e),
+		newDoctorCmd(e),
 		newVaultCmd(e),
 		newVersionCmd(e),
 	)
