@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -145,6 +146,7 @@ func New(client *api.Client, mount, role string, opts ...Option) (*Signer, error
 	cfg := client.CloneConfig()
 	cfg.MaxRetries = 0 // retries are ours: bounded, transient errors only
 	cfg.Timeout = s.timeout
+	cfg.HttpClient = pooled(cfg.HttpClient)
 	own, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
@@ -153,6 +155,30 @@ func New(client *api.Client, mount, role string, opts ...Option) (*Signer, error
 	own.SetToken(client.Token())
 	s.api = own
 	return s, nil
+}
+
+// maxIdleConns is how many idle connections to Vault the Signer keeps: one
+// per concurrent signing in a burst.
+const maxIdleConns = 64
+
+// pooled returns a copy of hc whose transport keeps maxIdleConns idle
+// connections to Vault. The Vault client's default keeps GOMAXPROCS+1, so
+// under a burst of certificates most calls opened (and closed) a new
+// connection. hc and its transport are left untouched.
+func pooled(hc *http.Client) *http.Client {
+	if hc == nil {
+		return nil
+	}
+	t, ok := hc.Transport.(*http.Transport)
+	if !ok {
+		return hc
+	}
+	t = t.Clone()
+	t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
+	t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, maxIdleConns)
+	own := *hc
+	own.Transport = t
+	return &own
 }
 
 // Mount returns the SSH secrets engine mount path.
@@ -165,8 +191,10 @@ func (s *Signer) Role() string { return s.role }
 // and critical options, as a user certificate that ends at tmpl.ValidBefore
 // (Vault takes a TTL, so the end is rounded down to whole seconds from now).
 // Vault chooses the serial and ValidAfter (its clock minus the role's
-// not_before_duration); the returned certificate is Vault's, and ca.Issuer
-// checks it against what was asked.
+// not_before_duration). Sign checks the certificate Vault returns against
+// tmpl with ca.Verify (principals, type, KeyId, options, validity window,
+// signing CA key as Vault publishes it) and refuses one that differs with
+// an error wrapping ca.ErrSignerMismatch that names Vault and the role.
 func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certificate, error) {
 	if tmpl == nil || tmpl.Key == nil {
 		return nil, errors.New("vault: no certificate template")
@@ -210,7 +238,18 @@ func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certific
 	if err != nil {
 		return nil, err
 	}
+	// Check what Vault returned here too, so a refusal names Vault and the
+	// role (ca.Issuer checks again). A CA key other than the cached one is
+	// looked up in Vault once: the mount's key may have been replaced.
 	s.forgetUnknownCA(cert.SignatureKey)
+	cas, err := s.PublicKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.Verify(cert, tmpl, cas, s.now()); err != nil {
+		return nil, fmt.Errorf("vault: %s at %s returned a certificate that differs from the request (compare the role with the jit-ssh configuration; jit-ssh vault setup repairs it): %w",
+			path, s.api.Address(), err)
+	}
 	return cert, nil
 }
 

@@ -484,6 +484,9 @@ func TestMisconfiguredRole(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("message %q does not mention %q", err, tt.wantMsg)
 			}
+			if errors.Is(tt.want, ca.ErrSignerMismatch) && !strings.HasPrefix(err.Error(), "vault: ssh/sign/"+role+" at "+srv.Addr) {
+				t.Errorf("message %q does not name Vault and the role", err)
+			}
 			if ledger.len() != 0 {
 				t.Fatalf("ledger has %d records, want none", ledger.len())
 			}

@@ -310,22 +310,23 @@ func (s *Server) AppRole(name, policy, roleID, secretID string) (string, string)
 		s.t.Fatalf("vaulttest: writing policy %s: %v", name, err)
 	}
 	base := "auth/approle/role/" + name
-	steps := []struct {
-		path string
-		data map[string]any
-	}{
-		{base, map[string]any{"token_policies": name, "token_ttl": "1h", "token_max_ttl": "4h"}},
-		{base + "/role-id", map[string]any{"role_id": roleID}},
-		{base + "/custom-secret-id", map[string]any{"secret_id": secretID}},
+	if _, err := c.Logical().Write(base, map[string]any{"token_policies": name, "token_ttl": "1h", "token_max_ttl": "4h"}); err != nil {
+		s.t.Fatalf("vaulttest: writing %s: %v", base, err)
 	}
-	for _, st := range steps {
-		if _, err := c.Logical().Write(st.path, st.data); err != nil {
-			var re *api.ResponseError
-			// The same custom secret ID twice is refused; it exists already.
-			if st.path == base+"/custom-secret-id" && errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
-				continue
-			}
-			s.t.Fatalf("vaulttest: writing %s: %v", st.path, err)
+	if _, err := c.Logical().Write(base+"/role-id", map[string]any{"role_id": roleID}); err != nil {
+		s.t.Fatalf("vaulttest: setting the role ID: %v", err)
+	}
+	// The same custom secret ID cannot be registered twice.
+	known, err := c.Logical().Write(base+"/secret-id/lookup", map[string]any{"secret_id": secretID})
+	if err != nil {
+		var re *api.ResponseError
+		if !errors.As(err, &re) || re.StatusCode != http.StatusNotFound {
+			s.t.Fatalf("vaulttest: looking up the secret ID: %v", err)
+		}
+	}
+	if known == nil || known.Data == nil {
+		if _, err := c.Logical().Write(base+"/custom-secret-id", map[string]any{"secret_id": secretID}); err != nil {
+			s.t.Fatalf("vaulttest: registering the secret ID: %v", err)
 		}
 	}
 	return roleID, secretID
