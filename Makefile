@@ -40,6 +40,10 @@ test-short: ## unit tests only (no OpenSSH, no Vault)
 demo: build ## run the whole JIT flow on the embedded default: server, sshd, request, approval, login, ssh, audit
 	JIT=$(CURDIR)/$(JIT) bash test/demo/demo.sh
 
+.PHONY: demo-vault
+demo-vault: build vault ## the same flow with the CA key in a real Vault (bin/vault dev server), AppRole login, a seal that fails closed
+	JIT=$(CURDIR)/$(JIT) VAULT=$(CURDIR)/$(VAULT) bash test/demo/demo-vault.sh
+
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint (config in .golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
