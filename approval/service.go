@@ -263,7 +263,51 @@ func (s *Service) Get(ctx context.Context, login, id string) (*ca.Request, error
 	} else if !ok {
 		return nil, newErr(ErrNotFound, "request_not_found", "no request %s", id)
 	}
-	return s.expireIfDue(ctx, r)
+	if r, err = s.expireIfDue(ctx, r); err != nil {
+		return nil, err
+	}
+	return s.endGrantIfDue(ctx, r)
+}
+
+// endGrantIfDue records the natural end of an approved request's grant once
+// its time has run out: EndedAt is set to the end and a grant.ended event
+// written, so the log shows every grant both starting and ending.
+func (s *Service) endGrantIfDue(ctx context.Context, r *ca.Request) (*ca.Request, error) {
+	now := s.now().UTC()
+	end := r.GrantEnds()
+	if r.State != ca.StateApproved || !r.EndedAt.IsZero() || end.IsZero() || now.Before(end) {
+		return r, nil
+	}
+	next := *r
+	next.EndedAt, next.UpdatedAt, next.Version = end, now, r.Version+1
+	err := s.store.ApplyRequestChange(ctx, ca.RequestChange{Request: &next, PrevVersion: r.Version, Events: []ca.Event{{
+		Time: now, Actor: "jit-ssh", Type: ca.EventGrantEnded, RequestID: r.ID,
+		Data: map[string]any{"ended_early": false, "reason": "duration elapsed", "grant_ended_at": end, "duration": r.Duration.String()},
+	}}})
+	if errors.Is(err, ca.ErrConflict) {
+		return s.store.GetRequest(ctx, r.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.watch.notify(r.ID)
+	return &next, nil
+}
+
+// EndElapsedGrants records the end of every grant whose time has run out.
+// The server calls it periodically so the end is recorded even if nobody
+// looks at the request again.
+func (s *Service) EndElapsedGrants(ctx context.Context) error {
+	reqs, err := s.store.ListRequests(ctx, ca.RequestFilter{GrantElapsedBy: s.now().UTC(), Limit: 1000})
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		if _, err := s.endGrantIfDue(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // expireIfDue moves a pending request past its review window to expired.
@@ -574,6 +618,13 @@ func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, r
 			return newErr(ErrInvalid, "empty_edit", "nothing to change: give a new duration or reason")
 		}
 		ch.DismissReviews = true
+		var dismissed []string
+		for _, rv := range cur.Reviews {
+			if !rv.Dismissed && (rv.Event == ca.ReviewApprove || rv.Event == ca.ReviewRequestChanges) {
+				dismissed = append(dismissed, rv.Reviewer+":"+rv.Event)
+			}
+		}
+		data["previous_duration"], data["previous_reason"], data["dismissed_reviews"] = cur.Duration.String(), cur.Reason, nonNil(dismissed)
 		ch.Events = append(ch.Events, ca.Event{Time: next.UpdatedAt, Actor: login, Type: ca.EventRequestEdited, RequestID: cur.ID, Data: data})
 		return nil
 	})
@@ -590,7 +641,8 @@ func (s *Service) Cancel(ctx context.Context, login, id string) (*ca.Request, er
 				return newErr(ErrForbidden, "not_requester", "only %s may cancel request %s; approvers can deny it", cur.Requester, cur.ID)
 			}
 			next.State = ca.StateCancelled
-			ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventRequestCancelled, RequestID: cur.ID})
+			ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventRequestCancelled, RequestID: cur.ID,
+				Data: map[string]any{"previous_state": cur.State}})
 		case cur.OpenAt(now):
 			if cur.Requester != login {
 				p, err := s.policy(cur.HostGroup)
@@ -605,7 +657,7 @@ func (s *Service) Cancel(ctx context.Context, login, id string) (*ca.Request, er
 			}
 			next.EndedAt = now
 			ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventGrantEnded, RequestID: cur.ID,
-				Data: map[string]any{"ended_early": true}})
+				Data: map[string]any{"ended_early": true, "reason": "cancelled by " + login, "grant_was_to_end_at": cur.GrantEnds()}})
 		default:
 			return newErr(ErrConflict, "request_closed", "request %s is %s and has no open grant", cur.ID, cur.State)
 		}

@@ -108,6 +108,11 @@ func (f *FileSigner) Sign(_ context.Context, tmpl *ssh.Certificate) (*ssh.Certif
 	return &c, nil
 }
 
+// DataSigner returns the CA key as an ssh.Signer for signing data that is
+// not a certificate: the ledger's checkpoints, which are signed as SSHSIG
+// under their own namespace so they can never pass for a certificate.
+func (f *FileSigner) DataSigner() ssh.Signer { return f.signer }
+
 // PublicKeys returns the file key's public half.
 func (f *FileSigner) PublicKeys(context.Context) ([]ssh.PublicKey, error) {
 	return []ssh.PublicKey{f.signer.PublicKey()}, nil

@@ -19,6 +19,7 @@ const (
 	krlMagic             = "SSHKRL\n\x00"
 	krlFormatVersion     = 1
 	krlSectionCerts      = 1
+	krlSectionMax        = 5 // KRL_SECTION_FINGERPRINT_SHA256, the last type sshd reads
 	krlCertSerialList    = 0x20
 	krlHeaderMinimumSize = 8 + 4 + 8 + 8 + 8 + 4 + 4
 )
@@ -94,7 +95,12 @@ func ParseKRLHeader(data []byte) (*KRLHeader, error) {
 	}
 	h.Comment = string(comment)
 	for len(r) > 0 {
-		r = r[1:] // section type
+		// sshd refuses a KRL with a section type it does not know, and
+		// then every certificate; such a file is not a usable KRL.
+		if t := r[0]; t < krlSectionCerts || t > krlSectionMax {
+			return nil, fmt.Errorf("%w: unknown section type %d", ErrBadKRL, t)
+		}
+		r = r[1:]
 		if _, r, err = getString(r); err != nil {
 			return nil, err
 		}

@@ -33,7 +33,9 @@ type Request struct {
 	UpdatedAt time.Time     `json:"updated_at"`
 	// ApprovedAt is zero until the request is approved.
 	ApprovedAt time.Time `json:"-"`
-	// EndedAt is set when a grant is ended early; zero otherwise.
+	// EndedAt is when the grant's end was recorded: early (cancelled or
+	// revoked), or at its natural end once that has been recorded; zero
+	// while the grant runs.
 	EndedAt time.Time `json:"-"`
 	// Version increases with every change to the request or its reviews;
 	// long-polling clients wait for it to move.
@@ -108,6 +110,9 @@ type Certificate struct {
 	Certificate   string // authorized_keys form
 	IssuedAt      time.Time
 	RevokedAt     time.Time // zero unless revoked
+	// Reason is the reason given in the request the certificate was issued
+	// under. Ledger reads fill it in; it is not part of the record.
+	Reason string
 }
 
 // Event is one row of the audit log.
@@ -159,5 +164,8 @@ type RequestFilter struct {
 	Requester string
 	States    []string
 	Groups    []string
-	Limit     int // default 200, at most 1000
+	// GrantElapsedBy, when set, selects approved requests whose grant ran
+	// out by this time and whose end is not yet recorded.
+	GrantElapsedBy time.Time
+	Limit          int // default 200, at most 1000
 }

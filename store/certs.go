@@ -62,7 +62,12 @@ type CertFilter struct {
 	Limit   int // 0 = no limit
 }
 
-const certColumns = `serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at, revoked_at`
+// certColumns and certFrom read a certificate with the reason of the
+// request it was issued under.
+const (
+	certColumns = `c.serial, c.key_id, c.host_group, c.principals, c.valid_after, c.valid_before, c.requester, c.request_id, c.approvers, c.fingerprint, c.ca_fingerprint, c.certificate, c.issued_at, c.revoked_at, coalesce(r.reason, '')`
+	certFrom    = `certificates c LEFT JOIN requests r ON r.id = c.request_id`
+)
 
 // ListCertificates calls fn for each matching certificate, newest first,
 // streaming rows rather than loading the listing into memory. An error from
@@ -72,34 +77,34 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter, fn func(*ca.Cer
 	var args []any
 	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
 	if f.User != "" {
-		add("requester = ?", f.User)
+		add("c.requester = ?", f.User)
 	}
 	if f.Group != "" {
-		add("host_group = ?", f.Group)
+		add("c.host_group = ?", f.Group)
 	}
 	if !f.Since.IsZero() {
-		add("issued_at >= ?", f.Since.UnixNano())
+		add("c.issued_at >= ?", f.Since.UnixNano())
 	}
 	if !f.Until.IsZero() {
-		add("issued_at < ?", f.Until.UnixNano())
+		add("c.issued_at < ?", f.Until.UnixNano())
 	}
 	if !f.ValidAt.IsZero() {
 		t := f.ValidAt.UnixNano()
-		add("valid_before > ?", t)
-		add("valid_after <= ?", t)
-		add("(revoked_at IS NULL OR revoked_at > ?)", t)
+		add("c.valid_before > ?", t)
+		add("c.valid_after <= ?", t)
+		add("(c.revoked_at IS NULL OR c.revoked_at > ?)", t)
 	}
 	if f.Serial != 0 {
-		add("serial = ?", int64(f.Serial)) //nolint:gosec // bit-for-bit
+		add("c.serial = ?", int64(f.Serial)) //nolint:gosec // bit-for-bit
 	}
 	if f.KeyID != "" {
-		add("key_id = ?", f.KeyID)
+		add("c.key_id = ?", f.KeyID)
 	}
-	q := `SELECT ` + certColumns + ` FROM certificates`
+	q := `SELECT ` + certColumns + ` FROM ` + certFrom
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY issued_at DESC"
+	q += " ORDER BY c.issued_at DESC"
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}
@@ -122,7 +127,7 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter, fn func(*ca.Cer
 
 // GetCertificate returns the certificate with the given serial.
 func (d *DB) GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error) {
-	c, err := scanCert(d.r.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, int64(serial))) //nolint:gosec // bit-for-bit
+	c, err := scanCert(d.r.QueryRowContext(ctx, `SELECT `+certColumns+` FROM `+certFrom+` WHERE c.serial = ?`, int64(serial))) //nolint:gosec // bit-for-bit
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: certificate %d", ErrNotFound, serial)
 	}
@@ -138,7 +143,7 @@ func scanCert(s interface{ Scan(...any) error }) (*ca.Certificate, error) {
 	var revoked sql.NullInt64
 	var principals, approvers string
 	if err := s.Scan(&serial, &c.KeyID, &c.HostGroup, &principals, &va, &vb, &c.Requester, &c.RequestID, &approvers,
-		&c.Fingerprint, &c.CAFingerprint, &c.Certificate, &issued, &revoked); err != nil {
+		&c.Fingerprint, &c.CAFingerprint, &c.Certificate, &issued, &revoked, &c.Reason); err != nil {
 		return nil, err
 	}
 	c.Serial = uint64(serial) //nolint:gosec // bit-for-bit

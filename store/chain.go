@@ -85,8 +85,19 @@ func (d *DB) RecordEvent(ctx context.Context, ev ca.Event) error {
 
 // VerifyResult is the outcome of Verify.
 type VerifyResult struct {
-	Rows int64
-	Head string
+	Rows int64  // event rows whose hash and link check out
+	Head string // hash of the last row
+	// Checkpoints and SidecarCheckpoints count the signed checkpoints
+	// checked from the ledger and from the sidecar file.
+	Checkpoints, SidecarCheckpoints int
+	// LastCheckpointRow and LastCheckpointAt describe the newest valid
+	// checkpoint; Unanchored is how many rows follow it (rows a truncation
+	// could remove without a checkpoint noticing).
+	LastCheckpointRow int64
+	LastCheckpointAt  time.Time
+	Unanchored        int64
+	// CheckpointKeys are the fingerprints of the keys that signed them.
+	CheckpointKeys []string
 }
 
 // ChainError names the first event row that breaks the chain.
@@ -99,8 +110,11 @@ func (e *ChainError) Error() string {
 	return fmt.Sprintf("store: event log broken at row %d: %s", e.Row, e.Reason)
 }
 
-// Verify walks the event log in order and checks every row's hash and link.
-// It returns a *ChainError naming the first bad row.
+// Verify walks the event log in order and checks every row's hash and link,
+// then every signed checkpoint (in the ledger and the sidecar file) against
+// the chain: a checkpoint past the last row means the tail was deleted, one
+// whose row hash differs means the chain was rewritten. It returns a
+// *ChainError naming the first bad row.
 func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
 	rows, err := d.r.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
 	if err != nil {
@@ -135,5 +149,5 @@ func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
 		return res, classify("verify", err)
 	}
 	res.Head = prev
-	return res, nil
+	return res, d.verifyCheckpoints(ctx, lastID, &res)
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/jit-ssh/jit-ssh/ca"
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -48,6 +50,10 @@ type DB struct {
 
 	mu   sync.Mutex // guards head; held across each write transaction
 	head string     // hash of the last event row
+
+	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
+	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
+	sidecar  string          // checkpoint sidecar file; "-": none
 }
 
 var (
@@ -73,13 +79,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		}
 		f.Close()
 	}
-	d := &DB{path: path, now: time.Now}
-	for _, o := range opts {
-		o(d)
-	}
-	if d.now == nil {
-		d.now = time.Now
-	}
+	d := newDB(path, opts)
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	pragmas := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
 	var err error
@@ -243,9 +243,22 @@ func fromNanos(n sql.NullInt64) time.Time {
 	return time.Unix(0, n.Int64).UTC()
 }
 
+// newDB applies opts over the defaults.
+func newDB(path string, opts []Option) *DB {
+	d := &DB{path: path, now: time.Now, sidecar: path + SidecarSuffix}
+	for _, o := range opts {
+		o(d)
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d
+}
+
 // OpenReadOnly opens an existing ledger file for reading only (no
-// migrations, no writes): for verifying a copy of a ledger.
-func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
+// migrations, no writes): for verifying a copy of a ledger. Of opts, the
+// checkpoint keys and file matter.
+func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -258,5 +271,7 @@ func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
 		r.Close()
 		return nil, classify("opening ledger", err)
 	}
-	return &DB{path: path, r: r, w: r, now: time.Now}, nil
+	d := newDB(path, opts)
+	d.r, d.w = r, r
+	return d, nil
 }

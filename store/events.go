@@ -20,6 +20,9 @@ type EventFilter struct {
 	RequestID string
 	Serial    uint64
 	Group     string // events of requests for this host group
+	// Involving selects the events a login may see of its own: those it
+	// caused and those about its requests (reviews, grants, revocations).
+	Involving string
 	Since     time.Time
 	Until     time.Time
 	Limit     int
@@ -44,6 +47,10 @@ func (d *DB) ListEvents(ctx context.Context, f EventFilter, fn func(*ca.Event) e
 	}
 	if f.Group != "" {
 		add("e.request_id IN (SELECT id FROM requests WHERE host_group = ?)", f.Group)
+	}
+	if f.Involving != "" {
+		where = append(where, "(e.actor = ? OR e.request_id IN (SELECT id FROM requests WHERE requester = ?))")
+		args = append(args, f.Involving, f.Involving)
 	}
 	if !f.Since.IsZero() {
 		add("e.at >= ?", f.Since.UnixNano())

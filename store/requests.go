@@ -113,6 +113,10 @@ func (d *DB) ListRequests(ctx context.Context, f ca.RequestFilter) ([]*ca.Reques
 			args = append(args, g)
 		}
 	}
+	if !f.GrantElapsedBy.IsZero() {
+		where = append(where, "state = ? AND ended_at IS NULL AND approved_at IS NOT NULL AND approved_at + duration_ns <= ?")
+		args = append(args, ca.StateApproved, f.GrantElapsedBy.UnixNano())
+	}
 	q := `SELECT ` + requestColumns + ` FROM requests`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -433,6 +433,7 @@ func TestCertificateRoundTrip(t *testing.T) {
 				t.Fatalf("GetCertificate(%d): %v", tt.serial, err)
 			}
 			want := *c
+			want.Reason = r.Reason // listings carry the request's reason
 			if want.Approvers == nil {
 				want.Approvers = []string{}
 			}

@@ -44,6 +44,32 @@ type VerifyResult struct {
 	Head    string `json:"head,omitempty"`
 	BadRow  int64  `json:"bad_row,omitempty"`
 	Problem string `json:"problem,omitempty"`
+	// Checkpoints and SidecarCheckpoints count the signed checkpoints
+	// checked in the ledger and in its sidecar file.
+	Checkpoints        int `json:"checkpoints"`
+	SidecarCheckpoints int `json:"sidecar_checkpoints"`
+	// LastCheckpointRow and LastCheckpointAt describe the newest valid
+	// checkpoint; UnanchoredRows follow it.
+	LastCheckpointRow int64      `json:"last_checkpoint_row,omitempty"`
+	LastCheckpointAt  *time.Time `json:"last_checkpoint_at,omitempty"`
+	UnanchoredRows    int64      `json:"unanchored_rows"`
+	CheckpointKeys    []string   `json:"checkpoint_keys,omitempty"`
+}
+
+// NewVerifyResult turns the outcome of store.DB.Verify into the API's
+// form. Errors other than a *store.ChainError are returned as they are.
+func NewVerifyResult(res store.VerifyResult, err error) (VerifyResult, error) {
+	out := VerifyResult{OK: err == nil, Rows: res.Rows, Head: res.Head, Checkpoints: res.Checkpoints, SidecarCheckpoints: res.SidecarCheckpoints,
+		LastCheckpointRow: res.LastCheckpointRow, LastCheckpointAt: timePtr(res.LastCheckpointAt), UnanchoredRows: res.Unanchored,
+		CheckpointKeys: res.CheckpointKeys}
+	var ce *store.ChainError
+	switch {
+	case errors.As(err, &ce):
+		out.Head, out.BadRow, out.Problem = "", ce.Row, ce.Reason
+	case err != nil:
+		return out, err
+	}
+	return out, nil
 }
 
 // Report is the body of GET /v1/audit/report.
@@ -113,11 +139,13 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string
 		return
 	}
 	if !auditor {
+		// Others see their own story: what they did, and what happened
+		// to their requests.
 		if f.Actor != "" && f.Actor != login {
 			writeError(w, http.StatusForbidden, "not_an_auditor", "only auditors may read other users' events")
 			return
 		}
-		f.Actor = login
+		f.Involving = login
 	}
 	s.stream(w, r, func(emit func(any) error) error {
 		return s.audit.ListEvents(r.Context(), f, func(ev *ca.Event) error {
@@ -138,6 +166,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, fill func(emit f
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	err := fill(func(v any) error {
+		extendWrite(w, streamWriteSlack)
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			started = true
@@ -160,16 +189,12 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, login string) {
 	if !s.requireAuditor(w, r, login) {
 		return
 	}
-	res, err := s.audit.Verify(r.Context())
-	var ce *store.ChainError
-	switch {
-	case errors.As(err, &ce):
-		writeJSON(w, http.StatusOK, VerifyResult{OK: false, Rows: res.Rows, BadRow: ce.Row, Problem: ce.Reason})
-	case err != nil:
+	res, err := NewVerifyResult(s.audit.Verify(r.Context()))
+	if err != nil {
 		s.fail(w, r, err)
-	default:
-		writeJSON(w, http.StatusOK, VerifyResult{OK: true, Rows: res.Rows, Head: res.Head})
+		return
 	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request, login string) {

@@ -52,6 +52,9 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
+
+	limits              Limits
+	reqLimit, certLimit *limiter // nil: no limit
 }
 
 // ServerOption configures a Server.
@@ -78,17 +81,18 @@ func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledge
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.reqLimit, s.certLimit = newLimiter("requests", s.limits.Requests), newLimiter("certificates", s.limits.Certificates)
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", s.health)
 	m.HandleFunc("GET /v1/ca", s.getCA)
 	m.HandleFunc("GET /v1/host-groups/{name}", s.getHostGroup)
-	m.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
+	m.HandleFunc("POST /v1/requests", s.authed(s.limited(s.reqLimit, s.createRequest)))
 	m.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
 	m.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))
 	m.HandleFunc("PATCH /v1/requests/{id}", s.authed(s.editRequest))
 	m.HandleFunc("POST /v1/requests/{id}/cancel", s.authed(s.cancelRequest))
 	m.HandleFunc("POST /v1/requests/{id}/reviews", s.authed(s.review))
-	m.HandleFunc("POST /v1/certificates", s.authed(s.issue))
+	m.HandleFunc("POST /v1/certificates", s.authed(s.limited(s.certLimit, s.issue)))
 	m.HandleFunc("GET /v1/certificates", s.authed(s.listCertificates))
 	m.HandleFunc("GET /v1/certificates/{serial}", s.authed(s.getCertificate))
 	m.HandleFunc("GET /v1/events", s.authed(s.listEvents))
@@ -110,18 +114,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// HTTPServer wraps h with the timeouts and header limits jit-ssh runs with.
-// The write timeout leaves room for the longest long-poll.
-func HTTPServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
+// HTTPServer wraps h with the timeouts and header limits jit-ssh runs with
+// (DefaultTimeouts, MaxHeaderBytes; opts change them). The write timeout
+// leaves room for the longest long-poll; long-polls and streamed listings
+// also move their own write deadline (see extendWrite).
+func HTTPServer(addr string, h http.Handler, opts ...HTTPOption) *http.Server {
+	t := DefaultTimeouts()
+	hs := &http.Server{
 		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      MaxWait + 30*time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    MaxHeaderBytes,
 	}
+	for _, o := range opts {
+		o(hs)
+	}
+	return hs
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, login string)
@@ -417,6 +428,7 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, login string
 		} else {
 			version = cur.Version
 		}
+		extendWrite(w, min(wait, MaxWait)+longPollSlack)
 		req, err = s.svc.Wait(r.Context(), login, id, version, min(wait, MaxWait))
 	} else {
 		req, err = s.svc.Get(r.Context(), login, id)

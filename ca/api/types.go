@@ -87,6 +87,8 @@ type Certificate struct {
 	Certificate   string     `json:"certificate"`
 	IssuedAt      time.Time  `json:"issued_at"`
 	RevokedAt     *time.Time `json:"revoked_at"`
+	// Reason is the reason of the request it was issued under.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ErrorBody is the JSON form of every error.
@@ -123,6 +125,6 @@ func certificateView(c *ca.Certificate) Certificate {
 		Serial: strconv.FormatUint(c.Serial, 10), KeyID: c.KeyID, HostGroup: c.HostGroup, Principals: orEmpty(c.Principals),
 		ValidAfter: c.ValidAfter, ValidBefore: c.ValidBefore, Requester: c.Requester, RequestID: c.RequestID,
 		Approvers: orEmpty(c.Approvers), Fingerprint: c.Fingerprint, CAFingerprint: c.CAFingerprint,
-		Certificate: c.Certificate, IssuedAt: c.IssuedAt, RevokedAt: timePtr(c.RevokedAt),
+		Certificate: c.Certificate, IssuedAt: c.IssuedAt, RevokedAt: timePtr(c.RevokedAt), Reason: c.Reason,
 	}
 }

@@ -74,11 +74,11 @@ CSV table.`,
 				return errors.Join(err, w.Error())
 			}
 			tw := e.table()
-			fmt.Fprintln(tw, "SERIAL\tGROUP\tREQUESTER\tAPPROVERS\tREQUEST\tISSUED\tVALID BEFORE\tKEY ID")
+			fmt.Fprintln(tw, "SERIAL\tGROUP\tREQUESTER\tAPPROVERS\tREQUEST\tISSUED\tVALID BEFORE\tREVOKED\tREASON")
 			err = c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error {
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cert.Serial, cert.HostGroup, cert.Requester,
+				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cert.Serial, cert.HostGroup, cert.Requester,
 					orDash(strings.Join(cert.Approvers, ",")), cert.RequestID, cert.IssuedAt.UTC().Format(time.RFC3339),
-					cert.ValidBefore.UTC().Format(time.RFC3339), cert.KeyID)
+					cert.ValidBefore.UTC().Format(time.RFC3339), fmtTime(cert.RevokedAt), oneLine(cert.Reason, 60))
 				return err
 			})
 			if ferr := tw.Flush(); err == nil {

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/store"
@@ -19,12 +22,12 @@ import (
 // csvOK marks commands that accept --output csv.
 const csvOK = "csv"
 
-var certCSVHeader = []string{"serial", "key_id", "host_group", "principals", "valid_after", "valid_before", "requester", "request_id", "approvers", "fingerprint", "issued_at", "revoked_at"}
+var certCSVHeader = []string{"serial", "key_id", "host_group", "principals", "valid_after", "valid_before", "requester", "request_id", "approvers", "fingerprint", "issued_at", "revoked_at", "reason"}
 
 func certCSVRow(c api.Certificate) []string {
 	return []string{c.Serial, c.KeyID, c.HostGroup, strings.Join(c.Principals, " "), c.ValidAfter.UTC().Format(time.RFC3339),
 		c.ValidBefore.UTC().Format(time.RFC3339), c.Requester, c.RequestID, strings.Join(c.Approvers, " "), c.Fingerprint,
-		c.IssuedAt.UTC().Format(time.RFC3339), fmtTime(c.RevokedAt)}
+		c.IssuedAt.UTC().Format(time.RFC3339), fmtTime(c.RevokedAt), c.Reason}
 }
 
 func newAuditEventsCmd(e *env) *cobra.Command {
@@ -178,31 +181,40 @@ func runAuditShow(ctx context.Context, e *env, key string) error {
 }
 
 func newAuditVerifyCmd(e *env) *cobra.Command {
-	var ledger string
+	var ledger, checkpoints string
+	var keyFiles []string
 	cmd := &cobra.Command{
-		Use:   "verify [--ledger FILE]",
-		Short: "Check the ledger's hash chain; exit 1 naming the first bad row on tamper",
+		Use:   "verify [--ledger FILE [--checkpoints FILE] [--checkpoint-key FILE]]",
+		Short: "Check the ledger's hash chain and signed checkpoints; exit 1 naming the first bad row on tamper",
 		Long: `Walk the event log's hash chain and check every row: an edited, deleted,
-inserted or reordered row breaks it, and the first bad row is named. With
---ledger the check runs locally, read-only, on a ledger file (a copy is
-fine); otherwise the server checks its own ledger (auditors only).`,
+inserted or reordered row breaks it, and the first bad row is named. Then
+check every signed checkpoint of the chain head (kept in the ledger and in
+the sidecar file FILE.checkpoints): a checkpoint past the last row means rows
+were deleted from the end; one whose row hash differs means the chain was
+recomputed after an edit.
+
+With --ledger the check runs locally, read-only, on a ledger file (a copy is
+fine); otherwise the server checks its own ledger (auditors only).
+--checkpoints names a copy of the sidecar kept elsewhere (off the host, out of
+an attacker's reach). --checkpoint-key pins the key checkpoints must be
+signed by (the output of 'jit-ssh ca pubkey' for a file CA key, or the
+server's checkpoint_ed25519.pub with Vault); without it each checkpoint is
+checked against the key it carries and the keys seen are printed.`,
+		Example: `  jit-ssh audit verify
+  jit-ssh audit verify --ledger /backup/ledger.db --checkpoint-key ca.pub
+  jit-ssh audit verify --ledger ledger.db --checkpoints /mnt/siem/ledger.db.checkpoints`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ledger == "" && (checkpoints != "" || len(keyFiles) > 0) {
+				return &usageError{errors.New("--checkpoints and --checkpoint-key need --ledger FILE")}
+			}
 			var res api.VerifyResult
 			if ledger != "" {
-				db, err := store.OpenReadOnly(cmd.Context(), ledger)
+				r, err := verifyLocal(cmd.Context(), ledger, checkpoints, keyFiles)
 				if err != nil {
 					return err
 				}
-				defer db.Close()
-				r, err := db.Verify(cmd.Context())
-				res = api.VerifyResult{OK: err == nil, Rows: r.Rows, Head: r.Head}
-				var ce *store.ChainError
-				if errors.As(err, &ce) {
-					res.BadRow, res.Problem = ce.Row, ce.Reason
-				} else if err != nil {
-					return err
-				}
+				res = r
 			} else {
 				c, err := e.client()
 				if err != nil {
@@ -220,15 +232,68 @@ fine); otherwise the server checks its own ledger (auditors only).`,
 				}
 			} else if res.OK {
 				fmt.Fprintf(e.stdout, "Ledger verified: %d events, chain intact (head %s).\n", res.Rows, res.Head)
+				switch {
+				case res.Checkpoints+res.SidecarCheckpoints == 0:
+					fmt.Fprintln(e.stdout, "No signed checkpoints: deleting rows from the end of the log would go unnoticed.")
+				default:
+					fmt.Fprintf(e.stdout, "Checkpoints: %d in the ledger, %d in the sidecar, all matching; newest at row %d (%s), %d rows after it; signed by %s.\n",
+						res.Checkpoints, res.SidecarCheckpoints, res.LastCheckpointRow, fmtTime(res.LastCheckpointAt), res.UnanchoredRows, strings.Join(res.CheckpointKeys, ", "))
+				}
 			}
 			if !res.OK {
-				return fmt.Errorf("ledger verification FAILED at event row %d: %s (%d rows before it are intact)", res.BadRow, res.Problem, res.Rows)
+				return fmt.Errorf("ledger verification FAILED at event row %d: %s", res.BadRow, res.Problem)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&ledger, "ledger", "", "verify this ledger file locally instead of asking the server")
+	cmd.Flags().StringVar(&checkpoints, "checkpoints", "", "checkpoint sidecar file (default: the ledger's path + .checkpoints)")
+	cmd.Flags().StringArrayVar(&keyFiles, "checkpoint-key", nil, "trust only checkpoints signed by the key(s) in this authorized_keys-format file (repeatable)")
 	return cmd
+}
+
+// verifyLocal verifies a ledger file read-only.
+func verifyLocal(ctx context.Context, ledger, checkpoints string, keyFiles []string) (api.VerifyResult, error) {
+	opts := []store.Option{}
+	if checkpoints != "" {
+		if _, err := os.Stat(checkpoints); err != nil {
+			return api.VerifyResult{}, fmt.Errorf("reading the checkpoint file: %w", err)
+		}
+		opts = append(opts, store.WithCheckpointFile(checkpoints))
+	}
+	for _, f := range keyFiles {
+		keys, err := readPublicKeys(f)
+		if err != nil {
+			return api.VerifyResult{}, err
+		}
+		opts = append(opts, store.WithCheckpointKeys(keys...))
+	}
+	db, err := store.OpenReadOnly(ctx, ledger, opts...)
+	if err != nil {
+		return api.VerifyResult{}, fmt.Errorf("opening the ledger %s: %w", ledger, err)
+	}
+	defer db.Close()
+	return api.NewVerifyResult(db.Verify(ctx))
+}
+
+// readPublicKeys reads every key of an authorized_keys-format file.
+func readPublicKeys(path string) ([]ssh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint key: %w", err)
+	}
+	var keys []ssh.PublicKey
+	for rest := data; len(bytes.TrimSpace(rest)) > 0; {
+		k, _, _, r, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint key file %s: %w (want public keys in authorized_keys form, as 'jit-ssh ca pubkey' prints)", path, err)
+		}
+		keys, rest = append(keys, k), r
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("checkpoint key file %s holds no public key", path)
+	}
+	return keys, nil
 }
 
 func newAuditReportCmd(e *env) *cobra.Command {

@@ -36,6 +36,7 @@ type Config struct {
 	TrustedCAKeys []string                   `yaml:"trusted_ca_keys"` // previous CA keys hosts keep trusting during a rotation
 	PendingTTL    Duration                   `yaml:"pending_ttl"`
 	Notify        NotifyConfig               `yaml:"notify"`
+	Limits        LimitsConfig               `yaml:"limits"`
 
 	hash string // SHA-256 of the file (or of the built-in default)
 }
@@ -102,6 +103,46 @@ type GitHubConfig struct {
 type NotifyConfig struct {
 	WebhookURL string   `yaml:"webhook_url"` // https, or http to loopback; empty = off
 	Timeout    Duration `yaml:"timeout"`     // per post; default 5s
+}
+
+// LimitsConfig is the per-identity rate limiting of the calls that write
+// to the ledger: token buckets keyed by the authenticated login.
+type LimitsConfig struct {
+	Requests     RateConfig `yaml:"requests"`     // POST /v1/requests; default 10 a minute, burst 5
+	Certificates RateConfig `yaml:"certificates"` // POST /v1/certificates; default 30 a minute, burst 10
+}
+
+// RateConfig is one token bucket: per_minute calls a minute on average, at
+// most burst at once. per_minute: 0 turns the limit off.
+type RateConfig struct {
+	PerMinute *int `yaml:"per_minute"`
+	Burst     *int `yaml:"burst"`
+}
+
+// Bounds of the limits block.
+const (
+	maxPerMinute = 6000
+	maxBurst     = 1000
+)
+
+func (r *RateConfig) applyDefaults(perMinute, burst int) {
+	if r.PerMinute == nil {
+		r.PerMinute = &perMinute
+	}
+	if r.Burst == nil {
+		r.Burst = &burst
+	}
+}
+
+func (r RateConfig) validate(path string) []string {
+	var p []string
+	if r.PerMinute != nil && (*r.PerMinute < 0 || *r.PerMinute > maxPerMinute) {
+		p = append(p, fmt.Sprintf("%s.per_minute: must be between 0 (no limit) and %d", path, maxPerMinute))
+	}
+	if r.Burst != nil && (*r.Burst < 1 || *r.Burst > maxBurst) {
+		p = append(p, fmt.Sprintf("%s.burst: must be between 1 and %d", path, maxBurst))
+	}
+	return p
 }
 
 // StaticConfig is a fixed directory for dev mode and tests.
@@ -264,6 +305,8 @@ func (c *Config) applyDefaults() {
 			g.CacheTTL = Duration(30 * time.Second)
 		}
 	}
+	c.Limits.Requests.applyDefaults(10, 5)
+	c.Limits.Certificates.applyDefaults(30, 10)
 	if c.PendingTTL == 0 {
 		c.PendingTTL = Duration(approval.DefaultPendingTTL)
 	}
@@ -402,6 +445,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	p = append(p, c.Notify.validate()...)
+	p = append(p, c.Limits.Requests.validate("limits.requests")...)
+	p = append(p, c.Limits.Certificates.validate("limits.certificates")...)
 	if c.PendingTTL <= 0 {
 		add("pending_ttl", "must be positive")
 	}
@@ -523,6 +568,10 @@ func DevConfig(dataDir, listen string) *Config {
 		Signer:   SignerConfig{Type: "file", File: &FileSignerConfig{KeyFile: filepath.Join(dataDir, "ca_ed25519")}},
 		Identity: IdentityConfig{Type: "static", Static: &StaticConfig{Users: users}},
 		Auditors: []string{"security"},
+		// No rate limits in dev mode: demos and the load and crash tests
+		// built on it drive many logins as one user. A config file gets
+		// the limits block's defaults.
+		Limits: LimitsConfig{Requests: RateConfig{PerMinute: &zero}, Certificates: RateConfig{PerMinute: &zero}},
 		HostGroups: map[string]HostGroupConfig{
 			"staging": {Principals: []string{"staging"}, Requesters: []string{"backend"}, ApprovalsRequired: &zero,
 				MaxDuration: Duration(time.Hour), CertTTL: Duration(5 * time.Minute), Extensions: []string{"permit-pty"}},

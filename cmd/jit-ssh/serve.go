@@ -111,12 +111,6 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger.db"))
-	if err != nil {
-		return fmt.Errorf("opening the ledger: %w", err)
-	}
-	defer db.Close()
-
 	signer, closeSigner, err := newSigner(cfg, log)
 	if err != nil {
 		return err
@@ -134,6 +128,16 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		}
 		trusted = append(trusted, pub)
 	}
+	ckSigner, err := checkpointSigner(cfg, signer)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger.db"),
+		store.WithCheckpointSigner(ckSigner), store.WithCheckpointKeys(trusted...))
+	if err != nil {
+		return fmt.Errorf("opening the ledger: %w", err)
+	}
+	defer db.Close()
 	notifier, stopNotifier := newNotifier(cfg, log)
 	defer stopNotifier()
 	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,
@@ -152,7 +156,8 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	}
 	url := fmt.Sprintf("%s://%s", scheme, ln.Addr())
 	if err := db.RecordEvent(ctx, ca.Event{Actor: "jit-ssh", Type: ca.EventConfigLoaded,
-		Data: map[string]any{"config_sha256": cfg.hash, "dev": o.dev, "listen": ln.Addr().String(), "version": version}}); err != nil {
+		Data: map[string]any{"config_sha256": cfg.hash, "dev": o.dev, "listen": ln.Addr().String(), "version": version,
+			"checkpoint_key": ca.Fingerprint(ckSigner.PublicKey())}}); err != nil {
 		ln.Close()
 		return fmt.Errorf("recording start-up in the ledger: %w", err)
 	}
@@ -164,6 +169,8 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 
 	hs := api.HTTPServer(cfg.Listen, srv)
 	go expireLoop(ctx, svc, log)
+	checkpoint(ctx, db, log)
+	go checkpointLoop(ctx, db, log)
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLS != nil {
@@ -183,10 +190,12 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutting down: %w", err)
 	}
+	checkpoint(sctx, db, log)
 	return nil
 }
 
-// expireLoop records the expiry of requests nobody reviewed in time.
+// expireLoop records the expiry of requests nobody reviewed in time and the
+// end of grants whose time ran out.
 func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -197,6 +206,9 @@ func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 		case <-t.C:
 			if err := svc.ExpirePending(ctx); err != nil {
 				log.Warn("expiring pending requests", slog.String("error", err.Error()))
+			}
+			if err := svc.EndElapsedGrants(ctx); err != nil {
+				log.Warn("recording the end of elapsed grants", slog.String("error", err.Error()))
 			}
 		}
 	}

@@ -58,6 +58,19 @@ type server struct {
 	DataDir string
 	cmd     *exec.Cmd
 	logPath string
+	done    chan struct{} // closed when the process has exited
+}
+
+// Stop stops the server the way an operator would (SIGTERM) and waits for
+// it to exit, so its ledger file is complete and closed.
+func (s *server) Stop(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("jit-ssh serve did not stop on SIGTERM:\n%s", s.Log())
+	}
 }
 
 func (s *server) Log() string {
@@ -105,6 +118,7 @@ func startServer(t *testing.T, args ...string) *server {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
+	s.done = done
 	go func() { _ = s.cmd.Wait(); logf.Close(); close(done) }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)

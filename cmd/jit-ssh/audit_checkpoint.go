@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
+)
+
+// CheckpointInterval is how often the server signs the ledger's chain head
+// (only when events were added since the last checkpoint). It bounds how
+// many of the newest rows a truncation could remove unnoticed.
+const CheckpointInterval = time.Minute
+
+// CheckpointKeyFile is the dedicated checkpoint key in the data dir, used
+// when the CA key lives in Vault: Vault's SSH engine signs certificates
+// only, not arbitrary data.
+const CheckpointKeyFile = "checkpoint_ed25519"
+
+// checkpointSigner returns the key that signs ledger checkpoints: the CA key
+// itself when it is a file key, otherwise a dedicated ed25519 key in the
+// data dir, created 0600 on first start.
+func checkpointSigner(cfg *Config, signer ca.Signer) (ssh.Signer, error) {
+	if fs, ok := signer.(*ca.FileSigner); ok {
+		return fs.DataSigner(), nil
+	}
+	fs, err := ca.LoadOrCreateFileSigner(filepath.Join(cfg.DataDir, CheckpointKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("ledger checkpoint key: %w", err)
+	}
+	return fs.DataSigner(), nil
+}
+
+// checkpoint signs the chain head now and logs it, so the server log (and
+// whatever ships it off the host) holds a copy an attacker on the host
+// cannot reach.
+func checkpoint(ctx context.Context, db *store.DB, log *slog.Logger) {
+	cp, err := db.Checkpoint(ctx)
+	if err != nil {
+		log.Warn("ledger checkpoint failed", slog.String("error", err.Error()))
+	}
+	if cp != nil {
+		log.Info("ledger checkpoint", slog.Int64("row", cp.Row), slog.String("hash", cp.Hash),
+			slog.Time("at", cp.At), slog.String("signature", cp.Signature))
+	}
+}
+
+func checkpointLoop(ctx context.Context, db *store.DB, log *slog.Logger) {
+	t := time.NewTicker(CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			checkpoint(ctx, db, log)
+		}
+	}
+}
