@@ -1,13 +1,16 @@
 package approval_test
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // step is one action in a review scenario and what must come of it.
@@ -504,6 +507,113 @@ func TestMembershipRevokedBeforeIssuance(t *testing.T) {
 			if !slices.Equal(g.Approvers, tt.approvers) {
 				t.Errorf("grant approvers = %q, want %q", g.Approvers, tt.approvers)
 			}
+		})
+	}
+}
+
+// TestRefusalsAreRecorded: every decision the policy refuses is recorded
+// in the ledger with its code and reason; bad input, conflicts and unknown
+// requests are not decisions and leave no event.
+func TestRefusalsAreRecorded(t *testing.T) {
+	tests := []struct {
+		name     string
+		do       func(e *env, id string) error
+		typ      string // "" = nothing recorded
+		actor    string
+		code     string
+		onReq    bool // the event names the request
+		wantData map[string]any
+	}{
+		{name: "request by a non-requester", typ: approval.EventRequestRefused, actor: "bob", code: "not_a_requester",
+			do: func(e *env, _ string) error {
+				_, err := e.svc.Create(context.Background(), "bob", "prod-db", time.Hour, "x")
+				return err
+			}, wantData: map[string]any{"action": "create", "host_group": "prod-db"}},
+		{name: "request outside allowed hours", typ: approval.EventRequestRefused, actor: "alice", code: "outside_allowed_hours",
+			do: func(e *env, _ string) error {
+				e.clk.set(time.Date(2025, 6, 7, 10, 0, 0, 0, time.UTC)) // Saturday
+				_, err := e.svc.Create(context.Background(), "alice", "office-db", time.Hour, "x")
+				return err
+			}, wantData: map[string]any{"action": "create", "host_group": "office-db"}},
+		{name: "approval by a non-approver", typ: approval.EventReviewRefused, actor: "erin", code: "not_an_approver", onReq: true,
+			do: func(e *env, id string) error {
+				_, err := e.svc.Review(context.Background(), "erin", id, ca.ReviewApprove, "")
+				return err
+			}, wantData: map[string]any{"event": "APPROVE"}},
+		{name: "self-approval", typ: approval.EventReviewRefused, actor: "sam", code: "self_review", onReq: true,
+			do: func(e *env, _ string) error {
+				r, err := e.svc.Create(context.Background(), "sam", "prod-db", time.Hour, "x")
+				if err != nil {
+					return err
+				}
+				_, err = e.svc.Review(context.Background(), "sam", r.ID, ca.ReviewApprove, "")
+				return err
+			}, wantData: map[string]any{"event": "APPROVE"}},
+		{name: "edit by someone else", typ: approval.EventRequestRefused, actor: "bob", code: "not_requester", onReq: true,
+			do: func(e *env, id string) error {
+				_, err := e.svc.Edit(context.Background(), "bob", id, 30*time.Minute, nil)
+				return err
+			}, wantData: map[string]any{"action": "edit"}},
+		{name: "cancel by someone else", typ: approval.EventRequestRefused, actor: "bob", code: "not_requester", onReq: true,
+			do: func(e *env, id string) error {
+				_, err := e.svc.Cancel(context.Background(), "bob", id)
+				return err
+			}, wantData: map[string]any{"action": "cancel"}},
+		{name: "bad input is not a decision", do: func(e *env, _ string) error {
+			_, err := e.svc.Create(context.Background(), "alice", "prod-db", 3*time.Hour, "x")
+			return err
+		}},
+		{name: "a conflict is not a decision", do: func(e *env, id string) error {
+			if _, err := e.svc.Cancel(context.Background(), "alice", id); err != nil {
+				return err
+			}
+			_, err := e.svc.Review(context.Background(), "bob", id, ca.ReviewApprove, "")
+			return err
+		}},
+		{name: "an unknown request is not a decision", do: func(e *env, _ string) error {
+			_, err := e.svc.Review(context.Background(), "mallory", "r-aaaaaaaaaaaaaaaa", ca.ReviewApprove, "")
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			r := e.create(t, "alice", "prod-db", time.Hour)
+			if err := tt.do(e, r.ID); err == nil {
+				t.Fatal("the step succeeded, want a refusal")
+			}
+			var got []*ca.Event
+			err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(ev *ca.Event) error {
+				if strings.HasSuffix(ev.Type, ".refused") {
+					got = append(got, ev)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.typ == "" {
+				if len(got) != 0 {
+					t.Errorf("recorded %+v, want no refusal", got[0])
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("recorded %d refusals, want 1", len(got))
+			}
+			ev := got[0]
+			if ev.Type != tt.typ || ev.Actor != tt.actor || ev.Data["code"] != tt.code || ev.Data["reason"] == "" {
+				t.Errorf("refusal = %s by %s, data %v; want %s by %s with code %s and a reason", ev.Type, ev.Actor, ev.Data, tt.typ, tt.actor, tt.code)
+			}
+			if tt.onReq && !strings.HasPrefix(ev.RequestID, "r-") {
+				t.Errorf("refusal names request %q, want the request", ev.RequestID)
+			}
+			for k, v := range tt.wantData {
+				if ev.Data[k] != v {
+					t.Errorf("data[%s] = %v, want %v", k, ev.Data[k], v)
+				}
+			}
+			verifyLedger(t, e.db)
 		})
 	}
 }

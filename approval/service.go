@@ -173,7 +173,10 @@ func (s *Service) newID() (string, error) {
 
 // Create files a request by login for group. A group that needs no
 // approvals grants it at once.
-func (s *Service) Create(ctx context.Context, login, group string, d time.Duration, reason string) (*ca.Request, error) {
+func (s *Service) Create(ctx context.Context, login, group string, d time.Duration, reason string) (_ *ca.Request, err error) {
+	defer func() {
+		s.recordRefusal(ctx, EventRequestRefused, login, "", map[string]any{"action": "create", "host_group": group}, err)
+	}()
 	p, err := s.policy(group)
 	if err != nil {
 		return nil, err
@@ -480,7 +483,8 @@ func (s *Service) change(ctx context.Context, login, id string, fn func(cur, nex
 // membership of an approver team of the group and a pending request, and are
 // never accepted from the requester. The request is approved as soon as the
 // tally is satisfied; DENY is final.
-func (s *Service) Review(ctx context.Context, login, id, event, body string) (*ca.Request, error) {
+func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ *ca.Request, err error) {
+	defer func() { s.recordRefusal(ctx, EventReviewRefused, login, id, map[string]any{"event": event}, err) }()
 	switch event {
 	case ca.ReviewApprove, ca.ReviewRequestChanges, ca.ReviewComment, ca.ReviewDeny:
 	default:
@@ -589,7 +593,8 @@ func (s *Service) checkReviewer(ctx context.Context, login, id string) error {
 
 // Edit changes a pending request's duration (only narrower) and/or reason,
 // dismissing earlier approvals and change requests.
-func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, reason *string) (*ca.Request, error) {
+func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, reason *string) (_ *ca.Request, err error) {
+	defer func() { s.recordRefusal(ctx, EventRequestRefused, login, id, map[string]any{"action": "edit"}, err) }()
 	if reason != nil {
 		if err := checkText("reason", *reason, MaxReasonLen); err != nil {
 			return nil, err
@@ -632,7 +637,8 @@ func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, r
 
 // Cancel withdraws a pending request (requester only) or ends an open grant
 // early (the requester or an approver of the group).
-func (s *Service) Cancel(ctx context.Context, login, id string) (*ca.Request, error) {
+func (s *Service) Cancel(ctx context.Context, login, id string) (_ *ca.Request, err error) {
+	defer func() { s.recordRefusal(ctx, EventRequestRefused, login, id, map[string]any{"action": "cancel"}, err) }()
 	return s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
 		now := next.UpdatedAt
 		switch {
