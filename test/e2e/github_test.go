@@ -308,6 +308,16 @@ func TestGitHubReviewsThenSSH(t *testing.T) {
 	if want := fmt.Sprintf("jit-ssh:user=alice:group=prod-db:req=%s:by=bob,dave", id); certs[0].KeyID != want {
 		t.Errorf("key id %q, want %q", certs[0].KeyID, want)
 	}
+	// The refused reviews are in the ledger as refusals, with the reason.
+	var refused []string
+	for _, ev := range jsonLines[api.Event](t, w.carol.ok("audit", "events", "-o", "json").Stdout) {
+		if ev.Type == "review.refused" && ev.RequestID == id && ev.Data["code"] == "not_an_approver" {
+			refused = append(refused, ev.Actor)
+		}
+	}
+	if want := []string{"mallory", "mallory", "dave"}; !slices.Equal(refused, want) {
+		t.Errorf("review.refused events by %v, want %v", refused, want)
+	}
 	got = showRequest(t, w.alice, id)
 	if got.ApprovedAt == nil || got.GrantEndsAt == nil || !got.GrantEndsAt.Equal(got.ApprovedAt.Add(30*time.Minute)) {
 		t.Errorf("approved at %v, grant ends %v; want 30m after the approval", got.ApprovedAt, got.GrantEndsAt)
