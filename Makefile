@@ -44,6 +44,16 @@ demo: build ## run the whole JIT flow on the embedded default: server, sshd, req
 demo-vault: build vault ## the same flow with the CA key in a real Vault (bin/vault dev server), AppRole login, a seal that fails closed
 	JIT=$(CURDIR)/$(JIT) VAULT=$(CURDIR)/$(VAULT) bash test/demo/demo-vault.sh
 
+.PHONY: bench
+bench: build ## benchmarks side by side with Vault and sqlite3 (about 5 min); table + bench/last.json
+	@test -x $(VAULT) || $(MAKE) vault
+	$(GO) run ./test/bench -jit $(JIT) -vault $(VAULT) -out bench/last.json $(BENCHFLAGS)
+
+.PHONY: bench-quick
+bench-quick: build ## a subset of the benchmarks in under a minute (smaller ledger, fewer runs)
+	@test -x $(VAULT) || $(MAKE) vault
+	$(GO) run ./test/bench -quick -jit $(JIT) -vault $(VAULT) -out bench/last.json $(BENCHFLAGS)
+
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint (config in .golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -51,6 +51,8 @@ type DB struct {
 	mu   sync.Mutex // guards head; held across each write transaction
 	head string     // hash of the last event row
 
+	gc groupCommit // batches certificate writes: many per fsync
+
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
 	sidecar  string          // checkpoint sidecar file; "-": none

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// rawSign is the floor: ssh.Certificate.SignCert with an ed25519 CA key
+// (the key type of the embedded default and of `jit-ssh vault setup`), one
+// goroutine per core, for d.
+func rawSign(d time.Duration) (float64, error) {
+	_, caPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	signer, err := ssh.NewSignerFromKey(caPriv)
+	if err != nil {
+		return 0, err
+	}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return 0, err
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	deadline := start.Add(d)
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				now := uint64(time.Now().Unix()) //nolint:gosec // positive
+				c := &ssh.Certificate{
+					Key: sp, Serial: uint64(n.Load() + 1), CertType: ssh.UserCert, //nolint:gosec // positive
+					KeyId:           "jit-ssh:user=alice:group=staging:req=r-aaaaaaaaaaaaaaaa:by=",
+					ValidPrincipals: []string{"staging"}, ValidAfter: now - 120, ValidBefore: now + 300,
+					Permissions: ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
+				}
+				if err := c.SignCert(rand.Reader, signer); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return 0, err
+	}
+	return float64(n.Load()) / time.Since(start).Seconds(), nil
+}
+
+// row is one line of the table: a figure, its target and whether it is met.
+type row struct {
+	name, value, target string
+	met                 *bool
+}
+
+func f64(v *float64) float64 {
+	if v == nil {
+		return 0
+	}
+	return *v
+}
+
+func check(ok bool) *bool { return &ok }
+
+func rows(r *results) []row {
+	rs := []row{
+		{"raw_sign_per_s", fmt.Sprintf("%.0f", r.RawSignPerS), "(floor)", nil},
+		{"embedded_certs_per_s", fmt.Sprintf("%.0f", r.EmbeddedCertsPerS), fmt.Sprintf(">= 0.25 x raw = %.0f", 0.25*r.RawSignPerS), check(r.EmbeddedCertsPerS >= 0.25*r.RawSignPerS)},
+		{"embedded_p50_ms", fmt.Sprintf("%.1f", r.EmbeddedP50MS), "", nil},
+		{"embedded_p99_ms", fmt.Sprintf("%.1f", r.EmbeddedP99MS), "<= 20", check(r.EmbeddedP99MS <= 20)},
+	}
+	if r.VaultRatio != nil {
+		rs = append(rs,
+			row{"vault_raw_per_s", fmt.Sprintf("%.0f", f64(r.VaultRawPerS)), "(floor)", nil},
+			row{"vault_jit_per_s", fmt.Sprintf("%.0f", f64(r.VaultJITPerS)), "", nil},
+			row{"vault_ratio", fmt.Sprintf("%.2f", f64(r.VaultRatio)), ">= 0.9", check(f64(r.VaultRatio) >= 0.9)},
+			row{"vault_raw_p99_ms", fmt.Sprintf("%.1f", f64(r.VaultRawP99MS)), "", nil},
+			row{"vault_jit_p99_ms", fmt.Sprintf("%.1f", f64(r.VaultJITP99MS)), "", nil},
+		)
+	}
+	rs = append(rs,
+		row{"login_p50_ms", fmt.Sprintf("%.1f", r.LoginP50MS), "<= 25", check(r.LoginP50MS <= 25)},
+		row{"login_p99_ms", fmt.Sprintf("%.1f", r.LoginP99MS), "<= 60", check(r.LoginP99MS <= 60)},
+		row{"audit_user_query_ms", fmt.Sprintf("%.1f", r.AuditUserQueryMS), fmt.Sprintf("<= 2 x sqlite3 = %.1f", 2*r.SQLiteCLIQueryMS), check(r.AuditUserQueryMS <= 2*r.SQLiteCLIQueryMS)},
+		row{"sqlite_cli_query_ms", fmt.Sprintf("%.1f", r.SQLiteCLIQueryMS), "(floor)", nil},
+		row{"audit_valid_at_ms", fmt.Sprintf("%.1f", r.AuditValidAtMS), "<= 50", check(r.AuditValidAtMS <= 50)},
+		row{"audit_export_s", fmt.Sprintf("%.2f", r.AuditExportS), "<= 5", check(r.AuditExportS <= 5)},
+		row{"audit_export_rss_mb", fmt.Sprintf("%.1f", r.AuditExportRSSMB), "<= 64", check(r.AuditExportRSSMB <= 64)},
+		row{"server_rss_mb", fmt.Sprintf("%.1f", r.ServerRSSMB), "<= 80", check(r.ServerRSSMB <= 80)},
+		row{"issuance_slowdown_1m", fmt.Sprintf("%.2f", r.IssuanceSlowdown1M), ">= 0.9", check(r.IssuanceSlowdown1M >= 0.9)},
+	)
+	return rs
+}
+
+func verdict(m *bool) string {
+	switch {
+	case m == nil:
+		return ""
+	case *m:
+		return "met"
+	default:
+		return "MISSED"
+	}
+}
+
+// printTable prints the figures against the targets of issue #7, as an
+// aligned table or (markdown) as the README's Markdown table.
+func printTable(w io.Writer, r *results, markdown bool) {
+	d := r.Details
+	header := fmt.Sprintf("%s run, %s; %d x %s, %s; load average %s at start, %s at end; %d clients, %.0fs per load phase; ledger %d certificates",
+		r.Mode, r.Timestamp, r.Machine.Cores, r.Machine.CPUModel, r.Machine.GoVersion, d.LoadAverageAtStart, d.LoadAverageAtEnd,
+		d.Workers, d.LoadSeconds, d.LedgerRows)
+	if markdown {
+		fmt.Fprintf(w, "_%s_\n\n", header)
+		fmt.Fprintln(w, "| figure | value | target | |")
+		fmt.Fprintln(w, "|---|---:|---|---|")
+		for _, x := range rows(r) {
+			fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", x.name, x.value, x.target, verdict(x.met))
+		}
+	} else {
+		fmt.Fprintln(w, header)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FIGURE\tVALUE\tTARGET\t")
+		for _, x := range rows(r) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.name, x.value, x.target, verdict(x.met))
+		}
+		_ = tw.Flush()
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "\nskipped: %s\n", s)
+	}
+}
