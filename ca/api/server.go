@@ -111,8 +111,32 @@ func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledge
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	s.mux.ServeHTTP(w, r)
+	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// Debug: one record per request, with neither headers nor the query
+	// (the bearer token and any secret stay out of the log).
+	start := s.now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	s.mux.ServeHTTP(sw, r)
+	s.log.LogAttrs(r.Context(), slog.LevelDebug, "http request", slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), slog.Int("status", sw.status), slog.Duration("duration", s.now().Sub(start)))
 }
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // HTTPServer wraps h with the timeouts and header limits jit-ssh runs with
 // (DefaultTimeouts, MaxHeaderBytes; opts change them). The write timeout

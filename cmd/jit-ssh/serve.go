@@ -22,10 +22,11 @@ import (
 )
 
 type serveOptions struct {
-	config  string
-	dev     bool
-	listen  string
-	dataDir string
+	config   string
+	dev      bool
+	listen   string
+	dataDir  string
+	logLevel string
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -54,6 +55,7 @@ staging (auto-approved) and prod-db (one approval). Never use it in production.`
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "run the embedded dev default (loopback only)")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address, overriding the config (dev default 127.0.0.1:7443)")
 	cmd.Flags().StringVar(&o.dataDir, "data-dir", "", "data directory, overriding the config")
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "server log level: debug, info, warn or error (debug adds one record per HTTP request; tokens and keys are never logged)")
 	return cmd
 }
 
@@ -107,7 +109,11 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return &usageError{err}
 	}
-	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level, err := parseLogLevel(o.logLevel)
+	if err != nil {
+		return &usageError{err}
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
@@ -192,6 +198,23 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	}
 	checkpoint(sctx, db, log)
 	return nil
+}
+
+// parseLogLevel reads --log-level; empty means info.
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+	default:
+		return l, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
 }
 
 // expireLoop records the expiry of requests nobody reviewed in time and the
