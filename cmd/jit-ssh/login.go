@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -139,9 +141,21 @@ func waitForApproval(ctx context.Context, e *env, c *api.Client, r *api.Request,
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	seen := len(r.Reviews)
+	backoff := time.Duration(0)
 	for r.State == "pending" {
 		next, err := c.GetRequest(ctx, r.ID, 30*time.Second, r.Version)
-		if err != nil {
+		if err != nil && ctx.Err() == nil && transientWaitError(err) {
+			// A dependency blip (GitHub, the ledger) or a server restart
+			// must not end a wait an approver is about to answer.
+			backoff = min(max(2*backoff, time.Second), 15*time.Second)
+			fmt.Fprintf(e.stderr, "  (server unavailable: %v; still waiting, retrying in %s)\n", err, backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		if err != nil || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					return nil, fmt.Errorf("%w after %s: request %s is still pending; run 'jit-ssh login %s' again to keep waiting", errTimedOut, timeout, r.ID, r.HostGroup)
@@ -150,6 +164,7 @@ func waitForApproval(ctx context.Context, e *env, c *api.Client, r *api.Request,
 			}
 			return nil, err
 		}
+		backoff = 0
 		r = next
 		for _, rv := range r.Reviews[min(seen, len(r.Reviews)):] {
 			line := fmt.Sprintf("  %s: %s", rv.Reviewer, strings.ToLower(strings.ReplaceAll(rv.Event, "_", " ")))
@@ -169,6 +184,19 @@ func waitForApproval(ctx context.Context, e *env, c *api.Client, r *api.Request,
 	default:
 		return nil, fmt.Errorf("request %s is %s; run 'jit-ssh login %s' to ask again", r.ID, r.State, r.HostGroup)
 	}
+}
+
+// transientWaitError reports whether a failed poll is worth repeating: the
+// server answered 503 (a dependency is down) or 429, or could not be
+// reached at all. Anything else (403, 404, bad input) ends the wait.
+func transientWaitError(err error) bool {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe)
 }
 
 // issueAndLoad makes a key in memory, gets it certified, and loads both

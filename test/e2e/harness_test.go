@@ -99,10 +99,19 @@ func startWithConfig(t *testing.T, yaml string) *server {
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startServerOn(t, testenv.FreePort(t), "", args...)
+}
+
+// startServerOn is startServer on a given port; a non-empty dataDir is the
+// data dir of a --dev server (to restart one where it left off).
+func startServerOn(t *testing.T, port int, dataDir string, args ...string) *server {
+	t.Helper()
 	bin := jitBinary(t)
 	dir := testenv.TempDir(t)
-	port := testenv.FreePort(t)
-	s := &server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "server.log")}
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
+	s := &server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, logPath: filepath.Join(dir, "server.log")}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)

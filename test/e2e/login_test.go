@@ -176,3 +176,59 @@ func agentList(t *testing.T, sock string) string {
 	}
 	return string(out)
 }
+
+// TestLoginWaitsThroughServerRestart: a server restart (or any 503) while
+// alice waits for approval does not end her wait; once the server is back
+// and bob approves, her login completes.
+func TestLoginWaitsThroughServerRestart(t *testing.T) {
+	srv := startDev(t)
+	sock := testenv.StartAgent(t)
+	alice, bob := srv.as(t, "alice", sock), srv.as(t, "bob", "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	login := alice.command(ctx, "login", "prod-db", "--reason", "e2e: restart while waiting")
+	var loginOut, loginErr syncBuffer
+	login.Stdout, login.Stderr = &loginOut, &loginErr
+	if err := login.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loginDone := make(chan error, 1)
+	go func() { loginDone <- login.Wait() }()
+	waitFor(t, "login to wait for approval", 20*time.Second, func() bool {
+		return strings.Contains(loginErr.String(), "Waiting for 1 approval(s)")
+	})
+
+	srv.Stop(t)
+	waitFor(t, "login to notice the server is gone and keep waiting", 30*time.Second, func() bool {
+		return strings.Contains(loginErr.String(), "still waiting, retrying")
+	})
+	select {
+	case err := <-loginDone:
+		t.Fatalf("login ended while the server was down: %v\nstderr:\n%s", err, loginErr.String())
+	default:
+	}
+
+	var port int
+	if _, err := fmt.Sscanf(srv.URL, "http://127.0.0.1:%d", &port); err != nil {
+		t.Fatal(err)
+	}
+	startServerOn(t, port, srv.DataDir, "--dev", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", srv.DataDir)
+	pending := jsonLines[api.Request](t, bob.ok("request", "list", "--reviewable", "-o", "json").Stdout)
+	if len(pending) != 1 {
+		t.Fatalf("after the restart bob sees %d reviewable requests, want alice's one", len(pending))
+	}
+	bob.ok("review", pending[0].ID, "--approve", "-m", "ok after the restart")
+
+	select {
+	case err := <-loginDone:
+		if err != nil {
+			t.Fatalf("login failed after the restart: %v\nstderr:\n%s", err, loginErr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("login did not finish after the approval\nstderr:\n%s", loginErr.String())
+	}
+	if list := agentList(t, sock); !strings.Contains(list, "jit-ssh:group=prod-db:") {
+		t.Errorf("ssh-add -l = %q, want the prod-db certificate", list)
+	}
+}
