@@ -375,7 +375,7 @@ identity:
 // descriptor keeps its write access after chmod, but not after +i).
 func TestFaultLedgerReadOnly(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("making an open file read-only under a running process needs chattr +i, which needs root; chmod does not affect open descriptors")
+		testenv.Unavailable(t, "making an open file read-only under a running process needs chattr +i, which needs root; chmod does not affect open descriptors")
 	}
 	chattr := testenv.RequireBinary(t, "chattr")
 	srv := startDev(t)
@@ -404,7 +404,7 @@ func TestFaultLedgerFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=4m,mode=0700"); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v); a full disk needs a filesystem of its own", err)
+		testenv.Unavailable(t, "cannot mount a small tmpfs here (%v); a full disk needs a filesystem of its own", err)
 	}
 	// Registered before the server starts, so it runs after the server stops.
 	t.Cleanup(func() {

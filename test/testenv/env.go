@@ -55,6 +55,17 @@ func RequireBinary(t testing.TB, name string) string {
 	return ""
 }
 
+// Unavailable stops a test whose environment cannot provide what it needs
+// (root, a mount): with CI=true that is a failure, since CI must run every
+// test; elsewhere the test is skipped with the reason.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("testenv: "+format+" (CI=true: this test must run in CI)", args...)
+	}
+	t.Skipf("testenv: "+format, args...)
+}
+
 // TempDir returns a new, short temporary directory under os.TempDir(),
 // removed at cleanup. Unlike t.TempDir it never contains the test name, so
 // it is short enough for unix sockets (about 100 bytes) and free of the
