@@ -232,10 +232,9 @@ checked against the key it carries and the keys seen are printed.`,
 				}
 			} else if res.OK {
 				fmt.Fprintf(e.stdout, "Ledger verified: %d events, chain intact (head %s).\n", res.Rows, res.Head)
-				switch {
-				case res.Checkpoints+res.SidecarCheckpoints == 0:
+				if res.Checkpoints+res.SidecarCheckpoints == 0 {
 					fmt.Fprintln(e.stdout, "No signed checkpoints: deleting rows from the end of the log would go unnoticed.")
-				default:
+				} else {
 					fmt.Fprintf(e.stdout, "Checkpoints: %d in the ledger, %d in the sidecar, all matching; newest at row %d (%s), %d rows after it; signed by %s.\n",
 						res.Checkpoints, res.SidecarCheckpoints, res.LastCheckpointRow, fmtTime(res.LastCheckpointAt), res.UnanchoredRows, strings.Join(res.CheckpointKeys, ", "))
 				}
