@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -65,7 +67,12 @@ CSV table.`,
 			}
 			switch e.output {
 			case "json":
-				return c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error { return e.printJSON(cert) })
+				// Buffered: an export is often a million lines into a pipe.
+				bw := bufio.NewWriterSize(e.stdout, 64<<10)
+				enc := json.NewEncoder(bw)
+				enc.SetEscapeHTML(false)
+				err := c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error { return enc.Encode(cert) })
+				return errors.Join(err, bw.Flush())
 			case "csv":
 				w := csv.NewWriter(e.stdout)
 				_ = w.Write(certCSVHeader)

@@ -105,30 +105,38 @@ type results struct {
 
 // details explains how the headline figures were taken.
 type details struct {
-	Workers            int      `json:"workers"`
-	LoadSeconds        float64  `json:"load_seconds_per_phase"`
-	EmbeddedRequests   int      `json:"embedded_requests"`
-	EmbeddedErrors     int      `json:"embedded_errors"`
-	VaultRounds        int      `json:"vault_interleaved_rounds"`
-	VaultRawP50MS      float64  `json:"vault_raw_p50_ms,omitempty"`
-	VaultJITP50MS      float64  `json:"vault_jit_p50_ms,omitempty"`
-	LoginRuns          int      `json:"login_runs"`
-	LedgerRows         int      `json:"ledger_rows"`
-	LedgerGenerateS    float64  `json:"ledger_generate_s"`
-	LedgerFileMB       float64  `json:"ledger_file_mb"`
-	AuditRuns          int      `json:"audit_runs"`
-	UserQueryRows      int      `json:"audit_user_query_rows"`
-	UserQueryHTTPMS    float64  `json:"audit_user_query_http_ms"`
-	ValidAtRows        int      `json:"audit_valid_at_rows"`
-	ExportRows         int      `json:"audit_export_rows"`
-	ExportCLIRSSMB     float64  `json:"audit_export_cli_rss_mb"`
-	ExportServerRSSMB  float64  `json:"audit_export_server_rss_mb"`
-	ServerPeakRSSMB    float64  `json:"server_peak_rss_mb"`
-	SlowdownEmptyPerS  float64  `json:"slowdown_empty_certs_per_s"`
-	SlowdownLedgerPerS float64  `json:"slowdown_ledger_certs_per_s"`
-	LoadAverageAtStart string   `json:"load_average_at_start"`
-	LoadAverageAtEnd   string   `json:"load_average_at_end"`
-	Notes              []string `json:"notes"`
+	Workers             int      `json:"workers"`
+	LoadSeconds         float64  `json:"load_seconds_per_phase"`
+	EmbeddedRequests    int      `json:"embedded_requests"`
+	EmbeddedErrors      int      `json:"embedded_errors"`
+	VaultRounds         int      `json:"vault_interleaved_rounds"`
+	VaultRawP50MS       float64  `json:"vault_raw_p50_ms,omitempty"`
+	VaultJITP50MS       float64  `json:"vault_jit_p50_ms,omitempty"`
+	LoginRuns           int      `json:"login_runs"`
+	ProcessStartMS      float64  `json:"jit_ssh_version_process_ms"`
+	LedgerRows          int      `json:"ledger_rows"`
+	LedgerGenerateS     float64  `json:"ledger_generate_s"`
+	LedgerFileMB        float64  `json:"ledger_file_mb"`
+	AuditRuns           int      `json:"audit_runs"`
+	UserQueryRows       int      `json:"audit_user_query_rows"`
+	UserQueryHTTPMS     float64  `json:"audit_user_query_http_ms"`
+	ValidAtRows         int      `json:"audit_valid_at_rows"`
+	ExportRows          int      `json:"audit_export_rows"`
+	ExportCLIRSSMB      float64  `json:"audit_export_cli_rss_mb"`
+	ExportServerRSSMB   float64  `json:"audit_export_server_rss_mb"`
+	ServerPeakRSSMB     float64  `json:"server_peak_rss_mb"`
+	SlowdownEmptyPerS   float64  `json:"slowdown_empty_certs_per_s"`
+	SlowdownLedgerPerS  float64  `json:"slowdown_ledger_certs_per_s"`
+	EmbeddedServerCPUUS float64  `json:"embedded_server_cpu_us_per_cert"`
+	EmbeddedClientCPUUS float64  `json:"embedded_client_cpu_us_per_cert"`
+	VaultCPUUSRaw       float64  `json:"vault_cpu_us_per_sign_raw"`
+	VaultCPUUSViaJIT    float64  `json:"vault_cpu_us_per_sign_via_jit"`
+	JITServerCPUUSVault float64  `json:"jit_server_cpu_us_per_cert_vault_signer"`
+	VaultClientCPUUSRaw float64  `json:"vault_client_cpu_us_per_sign_raw"`
+	VaultClientCPUUSJIT float64  `json:"vault_client_cpu_us_per_cert_via_jit"`
+	LoadAverageAtStart  string   `json:"load_average_at_start"`
+	LoadAverageAtEnd    string   `json:"load_average_at_end"`
+	Notes               []string `json:"notes"`
 }
 
 type machine struct {
@@ -242,22 +250,25 @@ func run(c config) error {
 	}
 	hc := newHTTPClient(c.workers)
 	_ = runLoad(hc, c.workers, c.loadDur/5, 201, embLoad) // warm-up
+	m := meterCPU(emb.pid())
 	e1 := runLoad(hc, c.workers, c.loadDur, 201, embLoad)
 	if err := loadOK("embedded", e1); err != nil {
 		return err
 	}
+	cpu := m.perOp(e1.N)
+	r.Details.EmbeddedServerCPUUS, r.Details.EmbeddedClientCPUUS = cpu[0], cpu[1]
 	r.EmbeddedCertsPerS, r.EmbeddedP50MS, r.EmbeddedP99MS = e1.perSec(), e1.pct(0.50), e1.pct(0.99)
 	r.Details.EmbeddedRequests, r.Details.EmbeddedErrors = e1.N, e1.Errors
 	r.ServerRSSMB = rssMB(emb.pid(), "VmRSS")
 	r.Details.ServerPeakRSSMB = rssMB(emb.pid(), "VmHWM")
 
 	step("login: whole 'jit-ssh login staging' process with a real ssh-agent, %d runs", c.loginRuns)
-	loginLat, err := measureLogin(ctx, c, emb, tmp)
+	loginLat, startMS, err := measureLogin(ctx, c, emb, tmp)
 	if err != nil {
 		return err
 	}
 	r.LoginP50MS, r.LoginP99MS = loginLat.pct(0.50), loginLat.pct(0.99)
-	r.Details.LoginRuns = loginLat.N
+	r.Details.LoginRuns, r.Details.ProcessStartMS = loginLat.N, startMS
 
 	step("Vault: ssh/sign straight and through jit-ssh, interleaved, %d rounds of %s each", c.rounds, c.loadDur)
 	if err := measureVault(ctx, c, r, tmp, keys, &stops); err != nil {
@@ -372,32 +383,39 @@ func writeJSON(path string, r *results) error {
 
 // measureLogin times whole `jit-ssh login staging` processes for erin on
 // an open grant, with a real ssh-agent.
-func measureLogin(ctx context.Context, c config, srv *jitServer, tmp string) (loadResult, error) {
+func measureLogin(ctx context.Context, c config, srv *jitServer, tmp string) (loadResult, float64, error) {
 	dir := filepath.Join(tmp, "login")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return loadResult{}, err
+		return loadResult{}, 0, err
 	}
 	agent, sock, err := startAgent(dir)
 	if err != nil {
-		return loadResult{}, err
+		return loadResult{}, 0, err
 	}
 	defer agent.stop()
 	env := []string{"HOME=" + dir, "JIT_SSH_SERVER=" + srv.URL, "JIT_SSH_TOKEN=dev-erin", "SSH_AUTH_SOCK=" + sock}
 	// The first login files the (auto-approved) request: not an open grant yet.
 	if _, _, _, err := runTimed(ctx, env, c.jit, "login", "staging"); err != nil {
-		return loadResult{}, err
+		return loadResult{}, 0, err
 	}
 	var res loadResult
+	var start []time.Duration
 	for range c.loginRuns {
 		d, _, _, err := runTimed(ctx, env, c.jit, "login", "staging")
 		if err != nil {
-			return res, err
+			return res, 0, err
 		}
 		res.Lat = append(res.Lat, d)
+		// The floor of any CLI command: starting the binary.
+		d, _, _, err = runTimed(ctx, env, c.jit, "version")
+		if err != nil {
+			return res, 0, err
+		}
+		start = append(start, d)
 	}
 	res.N = len(res.Lat)
 	res = res.merge(loadResult{})
-	return res, nil
+	return res, median(start), nil
 }
 
 // measureVault runs Vault's ssh/sign straight and jit-ssh with the Vault
@@ -429,6 +447,10 @@ identity:
       alice: {token: dev-alice, teams: [backend]}
       carol: {token: dev-carol, teams: [security]}
 auditors: [security]
+# Off as in --dev: the bench measures throughput, not the per-login limits.
+limits:
+  requests: {per_minute: 0}
+  certificates: {per_minute: 0}
 host_groups:
   staging:
     principals: [staging]
@@ -466,14 +488,23 @@ host_groups:
 	_ = runLoad(hc, c.workers, c.loadDur/5, 200, straight)
 	_ = runLoad(hc, c.workers, c.loadDur/5, 201, viaJIT)
 	var raw, jit loadResult
+	var cpuRaw, cpuJIT [3]float64 // vault, jit-ssh server, bench clients: CPU seconds
 	for i := range c.rounds {
+		m := meterCPU(v.pid(), jv.pid())
 		a := runLoad(hc, c.workers, c.loadDur, 200, straight)
 		if err := loadOK("vault ssh/sign", a); err != nil {
 			return err
 		}
+		for k, us := range m.perOp(1) {
+			cpuRaw[k] += us / 1e6
+		}
+		m = meterCPU(v.pid(), jv.pid())
 		b := runLoad(hc, c.workers, c.loadDur, 201, viaJIT)
 		if err := loadOK("jit-ssh with the Vault signer", b); err != nil {
 			return err
+		}
+		for k, us := range m.perOp(1) {
+			cpuJIT[k] += us / 1e6
 		}
 		raw, jit = raw.merge(a), jit.merge(b)
 		step("  round %d: vault %.0f/s, jit-ssh %.0f/s", i+1, a.perSec(), b.perSec())
@@ -483,6 +514,11 @@ host_groups:
 	rp99, jp99 := raw.pct(0.99), jit.pct(0.99)
 	r.VaultRawPerS, r.VaultJITPerS, r.VaultRatio, r.VaultRawP99MS, r.VaultJITP99MS = &rawPS, &jitPS, &ratio, &rp99, &jp99
 	r.Details.VaultRounds, r.Details.VaultRawP50MS, r.Details.VaultJITP50MS = c.rounds, raw.pct(0.5), jit.pct(0.5)
+	r.Details.VaultCPUUSRaw = cpuRaw[0] * 1e6 / float64(max(raw.N, 1))
+	r.Details.VaultClientCPUUSRaw = cpuRaw[2] * 1e6 / float64(max(raw.N, 1))
+	r.Details.VaultCPUUSViaJIT = cpuJIT[0] * 1e6 / float64(max(jit.N, 1))
+	r.Details.JITServerCPUUSVault = cpuJIT[1] * 1e6 / float64(max(jit.N, 1))
+	r.Details.VaultClientCPUUSJIT = cpuJIT[2] * 1e6 / float64(max(jit.N, 1))
 	jv.stop()
 	v.stop()
 	return nil

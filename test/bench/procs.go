@@ -235,3 +235,63 @@ func rssMB(pid int, field string) float64 {
 	}
 	return 0
 }
+
+// cpuSeconds returns the user+system CPU time a process has used so far
+// (/proc/PID/stat, in clock ticks of 1/100 s).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields count from its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
+
+// selfCPUSeconds returns the bench process's own CPU time (the clients).
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// cpuMeter measures the CPU that processes (and the bench) spend in a
+// phase, per operation.
+type cpuMeter struct {
+	pids  []int
+	start []float64
+	self  float64
+}
+
+func meterCPU(pids ...int) *cpuMeter {
+	m := &cpuMeter{pids: pids, self: selfCPUSeconds()}
+	for _, p := range pids {
+		m.start = append(m.start, cpuSeconds(p))
+	}
+	return m
+}
+
+// perOp returns microseconds of CPU per operation for each process, then
+// for the bench itself.
+func (m *cpuMeter) perOp(ops int) []float64 {
+	out := make([]float64, 0, len(m.pids)+1)
+	if ops <= 0 {
+		ops = 1
+	}
+	for i, p := range m.pids {
+		out = append(out, (cpuSeconds(p)-m.start[i])*1e6/float64(ops))
+	}
+	return append(out, (selfCPUSeconds()-m.self)*1e6/float64(ops))
+}

@@ -145,6 +145,13 @@ func printTable(w io.Writer, r *results, markdown bool) {
 		}
 		_ = tw.Flush()
 	}
+	fmt.Fprintf(w, "\nCPU per certificate: embedded server %.0f us (+ %.0f us in the bench's clients)", d.EmbeddedServerCPUUS, d.EmbeddedClientCPUUS)
+	if r.VaultRatio != nil {
+		fmt.Fprintf(w, "; Vault straight %.0f us in Vault (+ %.0f us clients); through jit-ssh %.0f us in Vault + %.0f us in jit-ssh (+ %.0f us clients)",
+			d.VaultCPUUSRaw, d.VaultClientCPUUSRaw, d.VaultCPUUSViaJIT, d.JITServerCPUUSVault, d.VaultClientCPUUSJIT)
+	}
+	fmt.Fprintf(w, "\nFloors of the CLI figures: 'jit-ssh version' (process start) %.1f ms median; the user query over HTTP alone %.1f ms\n",
+		d.ProcessStartMS, d.UserQueryHTTPMS)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "\nskipped: %s\n", s)
 	}
