@@ -51,7 +51,15 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 16, "concurrent clients of the load phases")
 	flag.IntVar(&c.ledgerRows, "ledger", 0, "certificates in the generated audit ledger (default 1,000,000; 100,000 with -quick)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (ledgers and server logs) for inspection")
+	from := flag.String("from", "", "print the table of an earlier run's JSON (e.g. bench/last.json) and exit")
 	flag.Parse()
+	if *from != "" {
+		if err := reprint(*from, c.markdown); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.quick {
 		c.loadDur, c.rounds, c.loginRuns, c.auditRuns = 2*time.Second, 2, 10, 3
 		if c.ledgerRows == 0 {
@@ -364,6 +372,20 @@ func openGrant(ctx context.Context, base, token string) (string, error) {
 		return "", fmt.Errorf("the staging request is %s, want approved by policy", req.State)
 	}
 	return req.ID, nil
+}
+
+// reprint prints the table of a results file.
+func reprint(path string, markdown bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	printTable(os.Stdout, &r, markdown)
+	return nil
 }
 
 func writeJSON(path string, r *results) error {
