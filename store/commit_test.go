@@ -123,8 +123,8 @@ func TestGroupCommitReturnsOnlyAfterOwnCommit(t *testing.T) {
 		batchSizes = append(batchSizes, size)
 		// Before the commit none of this batch's callers may have returned,
 		// and their rows are invisible to other connections.
-		if got := returned.Load(); got != 1 {
-			t.Errorf("%d callers returned before their batch committed, want only the first batch's 1", got)
+		if got := returned.Load(); got > 1 {
+			t.Errorf("%d callers returned before their batch committed; only the first batch's one may have", got)
 		}
 		for s := uint64(2); s <= n; s++ {
 			if committed(t, raw, s) {
