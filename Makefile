@@ -9,6 +9,8 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOLANGCI  := $(GO) tool -modfile=tools/go.mod golangci-lint
 FUZZTIME  ?= 20s
+# Packages with fuzz targets (parsers of outside input); `make fuzz` finds the targets in each.
+FUZZPKGS  := ./ca ./ca/api ./cmd/jit-ssh ./hostconfig ./approval
 
 .DEFAULT_GOAL := help
 
@@ -35,6 +37,15 @@ test: build vault ## run every test (unit + end-to-end with real sshd, ssh-agent
 .PHONY: test-short
 test-short: ## unit tests only (no OpenSSH, no Vault)
 	$(GO) test -race -short -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (default 20s, about 5 min in all); crashers land in testdata/fuzz
+	@set -e; for pkg in $(FUZZPKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== fuzz $$pkg $$t for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 .PHONY: demo
 demo: build ## run the whole JIT flow on the embedded default: server, sshd, request, approval, login, ssh, audit

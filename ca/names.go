@@ -20,8 +20,17 @@ var (
 	requestIDRE = regexp.MustCompile(`^r-[a-z2-7]{16}$`)
 )
 
+// maxLogin is GitHub's limit on login length. The pattern alone would
+// allow more, since each "-x" pair counts once.
+const maxLogin = 39
+
 // CheckLogin returns an error unless s is a valid user login.
-func CheckLogin(s string) error { return check("login", loginRE, s) }
+func CheckLogin(s string) error {
+	if len(s) > maxLogin {
+		return fmt.Errorf("%w: login %q is longer than %d characters", ErrInvalidName, s, maxLogin)
+	}
+	return check("login", loginRE, s)
+}
 
 // CheckGroup returns an error unless s is a valid host group or team name.
 func CheckGroup(s string) error { return check("host group", groupRE, s) }

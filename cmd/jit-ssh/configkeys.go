@@ -19,7 +19,13 @@ type keyChecker struct {
 	problems []string
 	paths    map[string]bool // key paths with a problem
 	lines    map[int]bool    // lines of values with a problem
+	visits   int             // nodes walked, aliases followed included
 }
+
+// maxWalk bounds the nodes walked. Aliases and merge keys make a small
+// document stand for a huge one ("billion laughs"); a real config has a few
+// hundred nodes.
+const maxWalk = 100000
 
 func newKeyChecker() *keyChecker {
 	return &keyChecker{paths: map[string]bool{}, lines: map[int]bool{}}
@@ -34,6 +40,14 @@ func (k *keyChecker) add(n *yaml.Node, path, format string, args ...any) {
 }
 
 func (k *keyChecker) walk(n *yaml.Node, t reflect.Type, path string) {
+	if k.visits >= maxWalk {
+		if !k.paths["(aliases)"] {
+			k.paths["(aliases)"] = true
+			k.add(n, path, "the document expands to more than %d values through aliases; write it out plainly", maxWalk)
+		}
+		return
+	}
+	k.visits++
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}

@@ -150,7 +150,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins),
 		approval.WithNotifier(notifier))
 	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
-	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted))
+	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted), api.WithLimits(cfg.apiLimits()))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -290,4 +290,20 @@ func printDevBanner(e *env, cfg *Config, url string) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nTry:  export JIT_SSH_SERVER=%s JIT_SSH_TOKEN=dev-alice; jit-ssh login staging\n\n", url)
+}
+
+// apiLimits turns the validated limits block (defaults applied) into the
+// server's rate limits.
+func (c *Config) apiLimits() api.Limits {
+	rate := func(r RateConfig) api.Rate {
+		out := api.Rate{Burst: 1}
+		if r.PerMinute != nil {
+			out.PerMinute = float64(*r.PerMinute)
+		}
+		if r.Burst != nil {
+			out.Burst = *r.Burst
+		}
+		return out
+	}
+	return api.Limits{Requests: rate(c.Limits.Requests), Certificates: rate(c.Limits.Certificates)}
 }
