@@ -6,45 +6,11 @@
 # or on failure.
 set -euo pipefail
 
-JIT=${JIT:-$(pwd)/bin/jit-ssh}
+NAME=demo-vault
+# shellcheck source=test/demo/lib.sh
+source "$(dirname "$0")/lib.sh"
 VAULT=${VAULT:-$(pwd)/bin/vault}
-[ -x "$JIT" ] || { echo "demo-vault: $JIT not found; run 'make build' first" >&2; exit 1; }
 [ -x "$VAULT" ] || { echo "demo-vault: $VAULT not found; run 'make vault' first" >&2; exit 1; }
-SSHD=$(command -v sshd || echo /usr/sbin/sshd)
-for tool in "$SSHD" ssh ssh-agent ssh-add ssh-keygen; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "demo-vault: $tool not found; install openssh-server and openssh-client (apt-get install -y openssh-server)" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d /tmp/jit-demo-vault.XXXXXX)
-PIDS=()
-cleanup() {
-  status=$?
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$TMP"
-  if [ "$status" -ne 0 ]; then echo; echo "demo-vault failed (exit $status); everything it started has been stopped and removed." >&2; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
-step() { echo; echo "${bold}==> $*${plain}"; }
-say() { echo "    $*"; }
-show() { echo "    \$ $*"; }
-indent() { sed -u "s/^/    ${1:-}| /"; }
-
-free_port() {
-  local p
-  for _ in $(seq 50); do
-    p=$(( (RANDOM % 20000) + 30000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "demo-vault: no free port found" >&2; return 1
-}
-
-LOGIN=$(id -un)
 # The Vault CLI of the operator: root token of the dev server, never the
 # jit-ssh server's own credentials.
 vault_cli() { VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=$ROOT_TOKEN "$VAULT" "$@"; }
@@ -136,25 +102,7 @@ step "6. A throwaway prod-db host: an sshd on loopback that trusts the CA only t
 show "jit-ssh host config --group prod-db --user $LOGIN --dir $TMP/host"
 "$JIT" host config --group prod-db --user "$LOGIN" --dir "$TMP/host" | indent
 SPORT=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -f "$TMP/ssh_host_ed25519_key"
-cat >"$TMP/sshd_config" <<CONF
-Include $TMP/host/jit-ssh.conf
-ListenAddress 127.0.0.1
-Port $SPORT
-HostKey $TMP/ssh_host_ed25519_key
-PidFile $TMP/sshd.pid
-AuthorizedKeysFile none
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-LogLevel VERBOSE
-PermitRootLogin prohibit-password
-CONF
-if [ "$(id -u)" = 0 ]; then mkdir -p /run/sshd; fi
-"$SSHD" -D -e -f "$TMP/sshd_config" 2>"$TMP/sshd.log" &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$TMP/sshd.log" 2>/dev/null && break; sleep 0.1; done
+start_sshd "$SPORT"
 export SSH_AUTH_SOCK=$TMP/agent.sock
 ssh-agent -D -a "$SSH_AUTH_SOCK" >/dev/null 2>&1 &
 PIDS+=($!)
