@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -67,11 +66,13 @@ CSV table.`,
 			}
 			switch e.output {
 			case "json":
-				// Buffered: an export is often a million lines into a pipe.
+				// Buffered, and the server's lines copied through as they
+				// are: an export is often a million lines into a pipe.
 				bw := bufio.NewWriterSize(e.stdout, 64<<10)
-				enc := json.NewEncoder(bw)
-				enc.SetEscapeHTML(false)
-				err := c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error { return enc.Encode(cert) })
+				err := c.ListCertificatesJSON(cmd.Context(), f, func(line []byte) error {
+					_, _ = bw.Write(line)
+					return bw.WriteByte('\n')
+				})
 				return errors.Join(err, bw.Flush())
 			case "csv":
 				w := csv.NewWriter(e.stdout)
