@@ -31,8 +31,7 @@ func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
 	// The write is not cancelled with the caller.
 	ctx = context.WithoutCancel(ctx)
 	return d.writeGrouped("recording certificate", func(tx *sql.Tx, ch *chain) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := ch.stmts.exec(ctx, tx, sqlInsertCert,
 			int64(c.Serial), c.KeyID, c.HostGroup, string(principals), c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano(), //nolint:gosec // bit-for-bit
 			c.Requester, c.RequestID, string(approvers), c.Fingerprint, c.CAFingerprint, c.Certificate, c.IssuedAt.UnixNano())
 		if err != nil {

@@ -15,8 +15,9 @@ import (
 
 // chain appends events inside a write transaction.
 type chain struct {
-	head string
-	now  func() time.Time
+	head  string
+	now   func() time.Time
+	stmts *writeStmts // nil: unprepared SQL
 }
 
 // canonicalEvent is the encoding an event's hash covers. Field order is
@@ -56,7 +57,7 @@ func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
 		}
 	}
 	var id int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM events`).Scan(&id); err != nil {
+	if err := c.stmts.queryRow(ctx, tx, sqlNextEventID).Scan(&id); err != nil {
 		return err
 	}
 	ce := canonicalEvent{
@@ -65,8 +66,7 @@ func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
 		Data: data, PrevHash: c.head,
 	}
 	h := eventHash(ce)
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := c.stmts.exec(ctx, tx, sqlInsertEvent,
 		id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h) //nolint:gosec // serials are stored bit-for-bit
 	if err != nil {
 		return err

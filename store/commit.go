@@ -96,11 +96,11 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		failAll(err)
 		return
 	}
-	c := &chain{head: d.head, now: d.now}
+	c := &chain{head: d.head, now: d.now, stmts: d.stmts}
 	ok := 0
 	for _, o := range batch {
 		head := c.head
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT grouped`); err != nil {
+		if _, err := d.stmts.exec(ctx, tx, sqlSavepoint); err != nil {
 			_ = tx.Rollback()
 			failAll(err)
 			return
@@ -108,7 +108,7 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		if err := o.fn(tx, c); err != nil {
 			o.err = classify(o.what, err)
 			c.head = head
-			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO grouped`); rerr != nil {
+			if _, rerr := d.stmts.exec(ctx, tx, sqlRollbackTo); rerr != nil {
 				// The transaction is in an unknown state: give up on all.
 				_ = tx.Rollback()
 				failAll(fmt.Errorf("undoing a failed write: %w", rerr))
@@ -117,7 +117,7 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		} else {
 			ok++
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE grouped`); err != nil {
+		if _, err := d.stmts.exec(ctx, tx, sqlRelease); err != nil {
 			_ = tx.Rollback()
 			failAll(err)
 			return

@@ -51,7 +51,8 @@ type DB struct {
 	mu   sync.Mutex // guards head; held across each write transaction
 	head string     // hash of the last event row
 
-	gc groupCommit // batches certificate writes: many per fsync
+	gc    groupCommit // batches certificate writes: many per fsync
+	stmts *writeStmts // the certificate write path, prepared once
 
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
@@ -97,8 +98,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		d.w.Close()
 		return nil, err
 	}
+	if d.stmts, err = prepareWrites(ctx, d.w); err != nil {
+		d.w.Close()
+		return nil, classify("preparing the write path", err)
+	}
 	d.r, err = sql.Open("sqlite", base+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
+		_ = d.stmts.close()
 		d.w.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -112,7 +118,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 
 // Close closes the database.
 func (d *DB) Close() error {
-	var errs []error
+	errs := []error{d.stmts.close()}
 	if d.r != nil {
 		errs = append(errs, d.r.Close())
 	}
@@ -195,7 +201,7 @@ func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (d *DB) write(ctx context.Context, what string, fn func(*sql.Tx, *chain) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &chain{head: d.head, now: d.now}
+	c := &chain{head: d.head, now: d.now, stmts: d.stmts}
 	err := d.tx(ctx, func(tx *sql.Tx) error { return fn(tx, c) })
 	if err != nil {
 		return classify(what, err)

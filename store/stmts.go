@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// The statements of the certificate write path, prepared once on the
+// writer's single connection so that a burst of issuances does not parse
+// the same SQL again for every certificate.
+const (
+	sqlInsertCert = `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlNextEventID = `SELECT coalesce(max(id), 0) + 1 FROM events`
+	sqlInsertEvent = `INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlSavepoint   = `SAVEPOINT grouped`
+	sqlRollbackTo  = `ROLLBACK TO grouped`
+	sqlRelease     = `RELEASE grouped`
+)
+
+// writeStmts holds the prepared statements; a nil *writeStmts (a read-only
+// ledger, or a test's bare chain) runs the SQL unprepared.
+type writeStmts struct {
+	byQuery map[string]*sql.Stmt
+}
+
+// prepareWrites prepares the write path on w. It must run while no
+// transaction holds w's only connection.
+func prepareWrites(ctx context.Context, w *sql.DB) (*writeStmts, error) {
+	s := &writeStmts{byQuery: map[string]*sql.Stmt{}}
+	for _, q := range []string{sqlInsertCert, sqlNextEventID, sqlInsertEvent, sqlSavepoint, sqlRollbackTo, sqlRelease} {
+		st, err := w.PrepareContext(ctx, q)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("store: preparing the write path: %w", err), s.close())
+		}
+		s.byQuery[q] = st
+	}
+	return s, nil
+}
+
+func (s *writeStmts) close() error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	for _, st := range s.byQuery {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// stmt returns query's statement bound to tx (reusing its preparation on
+// the writer's connection), or nil when query is not prepared.
+func (s *writeStmts) stmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	if s == nil {
+		return nil
+	}
+	st, ok := s.byQuery[query]
+	if !ok {
+		return nil
+	}
+	return tx.StmtContext(ctx, st)
+}
+
+// exec runs query in tx, prepared when it can be.
+func (s *writeStmts) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := s.stmt(ctx, tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// queryRow runs query in tx, prepared when it can be.
+func (s *writeStmts) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := s.stmt(ctx, tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
+}
