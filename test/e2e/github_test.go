@@ -206,15 +206,7 @@ func TestGitHubReviewsThenSSH(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	login := w.alice.command(ctx, "login", "prod-db", "--duration", "1h", "--reason", "INC-7: replica lag")
-	var loginOut, loginErr syncBuffer
-	login.Stdout, login.Stderr = &loginOut, &loginErr
-	if err := login.Start(); err != nil {
-		t.Fatal(err)
-	}
-	loginDone := make(chan error, 1)
-	var loginEnded time.Time
-	go func() { err := login.Wait(); loginEnded = time.Now(); loginDone <- err }()
+	login := w.alice.start(ctx, "login", "prod-db", "--duration", "1h", "--reason", "INC-7: replica lag")
 
 	var pending []api.Request
 	waitFor(t, "alice's request to be reviewable by bob", 20*time.Second, func() bool {
@@ -226,7 +218,7 @@ func TestGitHubReviewsThenSSH(t *testing.T) {
 		t.Fatalf("reviewable request = %+v, want alice's prod-db request needing 2 approvals from sre-leads", r)
 	}
 	waitFor(t, "login to say whom it waits for", 10*time.Second, func() bool {
-		return strings.Contains(loginErr.String(), "Waiting for 2 approval(s) from sre-leads")
+		return strings.Contains(login.Stderr.String(), "Waiting for 2 approval(s) from sre-leads")
 	})
 
 	// mallory is in the organisation but not in sre-leads: refused with
@@ -280,12 +272,12 @@ func TestGitHubReviewsThenSSH(t *testing.T) {
 	approved := time.Now()
 
 	select {
-	case err := <-loginDone:
+	case err := <-login.done:
 		if err != nil {
-			t.Fatalf("login failed: %v\nstdout:\n%s\nstderr:\n%s", err, loginOut.String(), loginErr.String())
+			t.Fatalf("login failed: %v\nstdout:\n%s\nstderr:\n%s", err, login.Stdout.String(), login.Stderr.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("login did not finish after the approval\nstderr:\n%s", loginErr.String())
+		t.Fatalf("login did not finish after the approval\nstderr:\n%s", login.Stderr.String())
 	}
 	// Measured, not asserted: from the server committing the approving
 	// review (approved_at) to the waiting login's exit, with its
@@ -293,11 +285,11 @@ func TestGitHubReviewsThenSSH(t *testing.T) {
 	// login's, so the second figure can be negative.
 	if final := showRequest(t, w.alice, id); final.ApprovedAt != nil {
 		t.Logf("login completed %s after the approving review was committed (%s after the review command returned; GitHub identity, cache_ttl 0)",
-			loginEnded.Sub(*final.ApprovedAt).Round(time.Millisecond), loginEnded.Sub(approved).Round(time.Millisecond))
+			login.ended.Sub(*final.ApprovedAt).Round(time.Millisecond), login.ended.Sub(approved).Round(time.Millisecond))
 	}
 	for _, want := range []string{"bob: approve: fine by me", "dave: request changes: 30 minutes is enough", "dave: approve: thanks", "Approved by bob, dave"} {
-		if !strings.Contains(loginErr.String(), want) {
-			t.Errorf("login progress lacks %q:\n%s", want, loginErr.String())
+		if !strings.Contains(login.Stderr.String(), want) {
+			t.Errorf("login progress lacks %q:\n%s", want, login.Stderr.String())
 		}
 	}
 

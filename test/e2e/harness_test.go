@@ -266,6 +266,27 @@ func auditCerts(t *testing.T, s *server, args ...string) []api.Certificate {
 	return jsonLines[api.Certificate](t, carol.ok(append([]string{"audit", "certs", "-o", "json"}, args...)...).Stdout)
 }
 
+// background is a CLI command running in the background; its output can
+// be read while it runs.
+type background struct {
+	Stdout, Stderr syncBuffer
+	done           chan error // receives the exit once
+	ended          time.Time  // when it exited; set before done is sent
+}
+
+// start runs the CLI as u in the background, bounded by ctx.
+func (u *user) start(ctx context.Context, args ...string) *background {
+	u.t.Helper()
+	b := &background{done: make(chan error, 1)}
+	cmd := u.command(ctx, args...)
+	cmd.Stdout, cmd.Stderr = &b.Stdout, &b.Stderr
+	if err := cmd.Start(); err != nil {
+		u.t.Fatal(err)
+	}
+	go func() { err := cmd.Wait(); b.ended = time.Now(); b.done <- err }()
+	return b
+}
+
 // syncBuffer is a bytes.Buffer safe to read while a child process writes
 // to it (exec copies a non-file writer from its own goroutine).
 type syncBuffer struct {

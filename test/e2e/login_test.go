@@ -29,15 +29,7 @@ func TestLoginWithApprovalThenSSH(t *testing.T) {
 	// alice logs in; her request needs bob's approval.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	login := alice.command(ctx, "login", "prod-db", "--reason", "e2e: check replication")
-	var loginOut, loginErr syncBuffer
-	login.Stdout, login.Stderr = &loginOut, &loginErr
-	if err := login.Start(); err != nil {
-		t.Fatal(err)
-	}
-	loginDone := make(chan error, 1)
-	var loginEnded time.Time
-	go func() { err := login.Wait(); loginEnded = time.Now(); loginDone <- err }()
+	login := alice.start(ctx, "login", "prod-db", "--reason", "e2e: check replication")
 
 	var pending []api.Request
 	waitFor(t, "alice's request to be reviewable by bob", 20*time.Second, func() bool {
@@ -49,22 +41,22 @@ func TestLoginWithApprovalThenSSH(t *testing.T) {
 		t.Fatalf("reviewable request = %+v, want alice's pending prod-db request", req)
 	}
 	waitFor(t, "login to show it is waiting", 10*time.Second, func() bool {
-		return strings.Contains(loginErr.String(), "Waiting for 1 approval(s) from sre-leads")
+		return strings.Contains(login.Stderr.String(), "Waiting for 1 approval(s) from sre-leads")
 	})
 	bob.ok("review", req.ID, "--approve", "-m", "ok for the check")
 	approved := time.Now()
 
 	select {
-	case err := <-loginDone:
+	case err := <-login.done:
 		if err != nil {
-			t.Fatalf("login failed: %v\nstdout:\n%s\nstderr:\n%s", err, loginOut.String(), loginErr.String())
+			t.Fatalf("login failed: %v\nstdout:\n%s\nstderr:\n%s", err, login.Stdout.String(), login.Stderr.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("login did not finish after the approval\nstderr:\n%s", loginErr.String())
+		t.Fatalf("login did not finish after the approval\nstderr:\n%s", login.Stderr.String())
 	}
-	t.Logf("login completed %s after the approving review returned", loginEnded.Sub(approved).Round(time.Millisecond))
-	if !strings.Contains(loginErr.String(), "bob: approve: ok for the check") {
-		t.Errorf("login progress does not show bob's review:\n%s", loginErr.String())
+	t.Logf("login completed %s after the approving review returned", login.ended.Sub(approved).Round(time.Millisecond))
+	if !strings.Contains(login.Stderr.String(), "bob: approve: ok for the check") {
+		t.Errorf("login progress does not show bob's review:\n%s", login.Stderr.String())
 	}
 
 	// Plain ssh into the prod-db host works with what is in the agent.
@@ -187,25 +179,18 @@ func TestLoginWaitsThroughServerRestart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	login := alice.command(ctx, "login", "prod-db", "--reason", "e2e: restart while waiting")
-	var loginOut, loginErr syncBuffer
-	login.Stdout, login.Stderr = &loginOut, &loginErr
-	if err := login.Start(); err != nil {
-		t.Fatal(err)
-	}
-	loginDone := make(chan error, 1)
-	go func() { loginDone <- login.Wait() }()
+	login := alice.start(ctx, "login", "prod-db", "--reason", "e2e: restart while waiting")
 	waitFor(t, "login to wait for approval", 20*time.Second, func() bool {
-		return strings.Contains(loginErr.String(), "Waiting for 1 approval(s)")
+		return strings.Contains(login.Stderr.String(), "Waiting for 1 approval(s)")
 	})
 
 	srv.Stop(t)
 	waitFor(t, "login to notice the server is gone and keep waiting", 30*time.Second, func() bool {
-		return strings.Contains(loginErr.String(), "still waiting, retrying")
+		return strings.Contains(login.Stderr.String(), "still waiting, retrying")
 	})
 	select {
-	case err := <-loginDone:
-		t.Fatalf("login ended while the server was down: %v\nstderr:\n%s", err, loginErr.String())
+	case err := <-login.done:
+		t.Fatalf("login ended while the server was down: %v\nstderr:\n%s", err, login.Stderr.String())
 	default:
 	}
 
@@ -221,12 +206,12 @@ func TestLoginWaitsThroughServerRestart(t *testing.T) {
 	bob.ok("review", pending[0].ID, "--approve", "-m", "ok after the restart")
 
 	select {
-	case err := <-loginDone:
+	case err := <-login.done:
 		if err != nil {
-			t.Fatalf("login failed after the restart: %v\nstderr:\n%s", err, loginErr.String())
+			t.Fatalf("login failed after the restart: %v\nstderr:\n%s", err, login.Stderr.String())
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("login did not finish after the approval\nstderr:\n%s", loginErr.String())
+		t.Fatalf("login did not finish after the approval\nstderr:\n%s", login.Stderr.String())
 	}
 	if list := agentList(t, sock); !strings.Contains(list, "jit-ssh:group=prod-db:") {
 		t.Errorf("ssh-add -l = %q, want the prod-db certificate", list)
