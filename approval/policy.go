@@ -85,6 +85,11 @@ func ParseHours(s string) (*Hours, error) {
 		return nil, fmt.Errorf("time range %q must end after it starts", f[1])
 	}
 	if len(f) == 3 {
+		if f[2] == "Local" {
+			// The server's own zone would make the policy depend on where
+			// it happens to run.
+			return nil, fmt.Errorf("time zone %q depends on the server's machine; name the zone (e.g. Europe/Berlin or UTC)", f[2])
+		}
 		if h.loc, err = time.LoadLocation(f[2]); err != nil {
 			return nil, fmt.Errorf("unknown time zone %q", f[2])
 		}
