@@ -141,7 +141,7 @@ func (o *hostConfigOptions) sources(ctx context.Context, e *env) ([]ssh.PublicKe
 	if err := ca.CheckGroup(o.group); err != nil {
 		return nil, nil, &usageError{err}
 	}
-	c, err := e.client()
+	c, err := e.publicClient()
 	if err != nil {
 		return nil, nil, err
 	}

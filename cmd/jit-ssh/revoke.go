@@ -119,7 +119,7 @@ KRL that has not been synced for too long.`,
 			if err != nil {
 				return &usageError{err}
 			}
-			c, err := e.client()
+			c, err := e.publicClient()
 			if err != nil {
 				return err
 			}

@@ -145,6 +145,17 @@ func (e *env) client() (*api.Client, error) {
 	return c, nil
 }
 
+// publicClient is a client without a token, for the host commands: they
+// read only public endpoints (CA keys, KRL, host groups), so a host never
+// sends, or goes looking for, anyone's token.
+func (e *env) publicClient() (*api.Client, error) {
+	c, err := api.NewClient(e.serverURL(), "")
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return c, nil
+}
+
 // printJSON writes one JSON object per line.
 func (e *env) printJSON(v any) error {
 	enc := json.NewEncoder(e.stdout)

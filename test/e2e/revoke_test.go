@@ -264,7 +264,14 @@ func TestRevokeThenHostSync(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				url := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
 				if tt.handler != nil {
-					peer := httptest.NewServer(tt.handler)
+					// host sync reads public endpoints only: the operator's
+					// token must never reach the server (or whoever answers).
+					peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						if a := r.Header.Get("Authorization"); a != "" {
+							t.Errorf("host sync sent an Authorization header to %s", r.URL.Path)
+						}
+						tt.handler(w, r)
+					}))
 					t.Cleanup(peer.Close)
 					url = peer.URL
 				}
