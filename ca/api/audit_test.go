@@ -237,6 +237,7 @@ func TestLifecycleEvents(t *testing.T) {
 		{5, "key_id", cert.KeyID},
 		{5, "approvers", "[bob]"},
 		{6, "code", "invalid_public_key"},
+		{6, "fingerprint", ssh.FingerprintSHA256(rsaPub)},
 		{7, "reason", "laptop stolen"},
 		{8, "ended_early", "true"},
 		{10, "previous_state", ca.StatePending},

@@ -516,7 +516,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, login string) {
 	if err != nil {
 		status, code, msg := classify(err)
 		if status != http.StatusUnauthorized {
-			s.refused(r.Context(), login, body.RequestID, code, msg)
+			s.refused(r.Context(), login, body.RequestID, body.PublicKey, code, msg)
 		}
 		s.fail(w, r, err)
 		return
@@ -540,13 +540,20 @@ func (s *Server) issueCert(ctx context.Context, login string, body IssueRequest)
 // refused records a refused issuance. A ledger that cannot record the
 // refusal cannot have recorded a certificate either, so the error is only
 // logged.
-func (s *Server) refused(ctx context.Context, login, requestID, code, msg string) {
+func (s *Server) refused(ctx context.Context, login, requestID, publicKey, code, msg string) {
 	if ca.CheckRequestID(requestID) != nil {
 		requestID = ""
 	}
+	data := map[string]any{"code": code, "reason": msg}
+	// The subject key's fingerprint ties a refusal to the key that was
+	// presented (a refused key type included); a line that is not a key
+	// is not echoed. The body cap bounds the line.
+	if pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(publicKey)); err == nil {
+		data["fingerprint"] = ca.Fingerprint(pub)
+	}
 	err := s.ledger.RecordEvent(context.WithoutCancel(ctx), ca.Event{
 		Time: s.now().UTC(), Actor: login, Type: ca.EventIssueRefused, RequestID: requestID,
-		Data: map[string]any{"code": code, "reason": msg},
+		Data: data,
 	})
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "recording refusal failed", slog.String("error", err.Error()))
