@@ -98,6 +98,9 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 		return nil, nil, fmt.Errorf("%w: reading CA keys: %w", ErrSignerUnavailable, err)
 	}
 	if err := Verify(cert, asked, cas, now); err != nil {
+		if e, ok := i.signer.(mismatchExplainer); ok {
+			err = fmt.Errorf("%s: %w", e.ExplainMismatch(), err)
+		}
 		i.log.LogAttrs(ctx, slog.LevelError, "signer returned a certificate that differs from the request",
 			slog.String("request_id", g.RequestID), slog.String("error", err.Error()))
 		return nil, nil, err
@@ -137,6 +140,12 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 // verifyTolerance allows for the signer's clock and rounding (Vault computes
 // validity from its own clock, in whole seconds).
 const verifyTolerance = 5 * time.Second
+
+// mismatchExplainer is implemented by a Signer that can say, in front of a
+// refusal of what it returned, which backend it is and how to repair it.
+type mismatchExplainer interface {
+	ExplainMismatch() string
+}
 
 // Verify checks that cert is what was asked: a user certificate for the same
 // subject key, exactly the asked principals, KeyId, critical options and

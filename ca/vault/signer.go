@@ -191,10 +191,9 @@ func (s *Signer) Role() string { return s.role }
 // and critical options, as a user certificate that ends at tmpl.ValidBefore
 // (Vault takes a TTL, so the end is rounded down to whole seconds from now).
 // Vault chooses the serial and ValidAfter (its clock minus the role's
-// not_before_duration). Sign checks the certificate Vault returns against
-// tmpl with ca.Verify (principals, type, KeyId, options, validity window,
-// signing CA key as Vault publishes it) and refuses one that differs with
-// an error wrapping ca.ErrSignerMismatch that names Vault and the role.
+// not_before_duration). The comparison of what Vault returned with tmpl is
+// ca.Issuer's (ca.Verify); a refusal names Vault and the role through
+// ExplainMismatch.
 func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certificate, error) {
 	if tmpl == nil || tmpl.Key == nil {
 		return nil, errors.New("vault: no certificate template")
@@ -238,19 +237,18 @@ func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certific
 	if err != nil {
 		return nil, err
 	}
-	// Check what Vault returned here too, so a refusal names Vault and the
-	// role (ca.Issuer checks again). A CA key other than the cached one is
-	// looked up in Vault once: the mount's key may have been replaced.
+	// A CA key other than the cached one is looked up in Vault once, when
+	// the issuer asks for PublicKeys to verify: the mount's key may have
+	// been replaced.
 	s.forgetUnknownCA(cert.SignatureKey)
-	cas, err := s.PublicKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := ca.Verify(cert, tmpl, cas, s.now()); err != nil {
-		return nil, fmt.Errorf("vault: %s at %s returned a certificate that differs from the request (compare the role with the jit-ssh configuration; jit-ssh vault setup repairs it): %w",
-			path, s.api.Address(), err)
-	}
 	return cert, nil
+}
+
+// ExplainMismatch names Vault, the role and the repair, for ca.Issuer to
+// put in front of a refusal of what Sign returned.
+func (s *Signer) ExplainMismatch() string {
+	return fmt.Sprintf("vault: %s/sign/%s at %s returned a certificate that differs from the request (compare the role with the jit-ssh configuration; jit-ssh vault setup repairs it)",
+		s.mount, s.role, s.api.Address())
 }
 
 // parseSigned extracts the certificate from a sign response and checks that
