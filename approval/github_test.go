@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,23 +11,6 @@ import (
 	"github.com/jit-ssh/jit-ssh/test/ghstub"
 )
 
-// ghClock is a settable clock for the GitHub directory's caches.
-type ghClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *ghClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *ghClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 const (
 	ghOrg         = "acme"
@@ -142,7 +124,7 @@ func TestGitHubIsMember(t *testing.T) {
 
 func TestGitHubCacheExpires(t *testing.T) {
 	gh := ghFixture(t)
-	clock := &ghClock{t: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)}
+	clock := &testClock{t: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)}
 	d := newGH(t, gh, approval.WithGitHubClock(clock.now), approval.WithGitHubCacheTTL(30*time.Second))
 	ctx := context.Background()
 
