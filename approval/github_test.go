@@ -11,7 +11,6 @@ import (
 	"github.com/jit-ssh/jit-ssh/test/ghstub"
 )
 
-
 const (
 	ghOrg         = "acme"
 	ghServerToken = "ghs_servertoken"
