@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/test/testenv"
 )
 
 // memLedger is an in-memory ca.Ledger that can be told to fail.
@@ -176,10 +177,7 @@ func TestIssue(t *testing.T) {
 // TestIssueWithSSHKeygen reads an issued certificate back with the real
 // ssh-keygen, which is what sshd will parse.
 func TestIssueWithSSHKeygen(t *testing.T) {
-	keygen, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		t.Skip("ssh-keygen not installed")
-	}
+	keygen := testenv.RequireBinary(t, "ssh-keygen") // a failure, not a skip, under CI=true
 	iss := ca.NewIssuer(newFileSigner(t), &memLedger{}, ca.WithClock(fixedClock(t0)))
 	rec, _, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
 	if err != nil {

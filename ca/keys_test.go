@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/test/testenv"
 )
 
 // RSA key generation is slow under -race; each size is made once.
@@ -233,10 +234,7 @@ func TestParseSubjectKeyLongCommentWithinLimit(t *testing.T) {
 // TestFingerprintMatchesSSHKeygen checks the fingerprint the ledger stores
 // against the one OpenSSH prints, which is what operators grep logs for.
 func TestFingerprintMatchesSSHKeygen(t *testing.T) {
-	keygen, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		t.Skip("ssh-keygen not installed")
-	}
+	keygen := testenv.RequireBinary(t, "ssh-keygen") // a failure, not a skip, under CI=true
 	k := newEd25519(t)
 	path := filepath.Join(t.TempDir(), "k.pub")
 	if err := os.WriteFile(path, ssh.MarshalAuthorizedKey(k), 0o600); err != nil {

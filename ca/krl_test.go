@@ -13,18 +13,13 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/test/testenv"
 )
 
 // TestKRLWithSSHKeygen proves the KRL encoder against the real ssh-keygen:
 // revoked serials are reported revoked, others not, per CA key.
 func TestKRLWithSSHKeygen(t *testing.T) {
-	keygen, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("ssh-keygen is required in CI (apt-get install openssh-client)")
-		}
-		t.Skip("ssh-keygen not installed (apt-get install openssh-client)")
-	}
+	keygen := testenv.RequireBinary(t, "ssh-keygen") // a failure, not a skip, under CI=true
 	dir := t.TempDir()
 	caA, err := ca.LoadOrCreateFileSigner(filepath.Join(dir, "ca_a"))
 	if err != nil {
