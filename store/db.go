@@ -53,6 +53,7 @@ type DB struct {
 
 	gc    groupCommit // batches certificate writes: many per fsync
 	stmts *writeStmts // the certificate write path, prepared once
+	reads *readStmts  // the grant lookup of every issuance, prepared once
 
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
@@ -86,7 +87,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	pragmas := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
 	var err error
-	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_txlock=immediate")
+	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -109,6 +110,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	d.r.SetMaxOpenConns(8)
+	if d.reads, err = prepareReads(ctx, d.r); err != nil {
+		d.Close()
+		return nil, classify("preparing reads", err)
+	}
 	if err := d.w.QueryRowContext(ctx, `SELECT hash FROM events ORDER BY id DESC LIMIT 1`).Scan(&d.head); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		d.Close()
 		return nil, classify("reading chain head", err)
@@ -118,7 +123,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 
 // Close closes the database.
 func (d *DB) Close() error {
-	errs := []error{d.stmts.close()}
+	errs := []error{d.reads.close(), d.stmts.close()}
 	if d.r != nil {
 		errs = append(errs, d.r.Close())
 	}

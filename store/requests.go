@@ -61,7 +61,10 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 	})
 }
 
-const requestColumns = `id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version`
+const (
+	requestColumns = `id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version`
+	reviewColumns  = `id, request_id, reviewer, event, body, created_at, dismissed`
+)
 
 func scanRequest(s interface{ Scan(...any) error }) (*ca.Request, error) {
 	var r ca.Request
@@ -80,7 +83,13 @@ func scanRequest(s interface{ Scan(...any) error }) (*ca.Request, error) {
 
 // GetRequest returns a request with its reviews, oldest first.
 func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
-	r, err := scanRequest(d.r.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, id))
+	var row *sql.Row
+	if d.reads != nil {
+		row = d.reads.getRequest.QueryRowContext(ctx, id)
+	} else {
+		row = d.r.QueryRowContext(ctx, sqlGetRequest, id)
+	}
+	r, err := scanRequest(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: request %s", ErrNotFound, id)
 	}
@@ -159,7 +168,16 @@ func (d *DB) loadReviews(ctx context.Context, reqs []*ca.Request) error {
 		byID[r.ID] = r
 		args = append(args, r.ID)
 	}
-	rows, err := d.r.QueryContext(ctx, `SELECT id, request_id, reviewer, event, body, created_at, dismissed FROM reviews WHERE request_id IN (`+placeholders(len(args))+`) ORDER BY id`, args...)
+	var rows *sql.Rows
+	var err error
+	switch {
+	case len(args) == 1 && d.reads != nil:
+		rows, err = d.reads.getReviews.QueryContext(ctx, args[0])
+	case len(args) == 1:
+		rows, err = d.r.QueryContext(ctx, sqlGetReviews, args[0])
+	default:
+		rows, err = d.r.QueryContext(ctx, `SELECT `+reviewColumns+` FROM reviews WHERE request_id IN (`+placeholders(len(args))+`) ORDER BY id`, args...)
+	}
 	if err != nil {
 		return classify("reading reviews", err)
 	}

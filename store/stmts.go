@@ -79,3 +79,42 @@ func (s *writeStmts) queryRow(ctx context.Context, tx *sql.Tx, query string, arg
 	}
 	return tx.QueryRowContext(ctx, query, args...)
 }
+
+// The reads of every issuance (the grant and its reviews), prepared once
+// on the reader pool: database/sql prepares them again on each pooled
+// connection as it first uses them.
+const (
+	sqlGetRequest = `SELECT ` + requestColumns + ` FROM requests WHERE id = ?`
+	sqlGetReviews = `SELECT ` + reviewColumns + ` FROM reviews WHERE request_id = ? ORDER BY id`
+)
+
+// readStmts holds the prepared reads; a nil *readStmts (a read-only
+// ledger opened for verification) runs them unprepared.
+type readStmts struct {
+	getRequest, getReviews *sql.Stmt
+}
+
+func prepareReads(ctx context.Context, r *sql.DB) (*readStmts, error) {
+	s := &readStmts{}
+	var err error
+	if s.getRequest, err = r.PrepareContext(ctx, sqlGetRequest); err != nil {
+		return nil, fmt.Errorf("store: preparing reads: %w", err)
+	}
+	if s.getReviews, err = r.PrepareContext(ctx, sqlGetReviews); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: preparing reads: %w", err), s.close())
+	}
+	return s, nil
+}
+
+func (s *readStmts) close() error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	for _, st := range []*sql.Stmt{s.getRequest, s.getReviews} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
