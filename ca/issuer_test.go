@@ -275,24 +275,51 @@ func TestIssueRefusesSignerMismatch(t *testing.T) {
 		{name: "signed content changed", after: func(c *ssh.Certificate) { c.Nonce = []byte("other") }},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			signer := &tamperSigner{real: newFileSigner(t), tamper: tt.tamper, after: tt.after}
-			if tt.rogue {
-				signer.signWith = rogue
+		for _, inProcess := range []bool{false, true} {
+			name := tt.name
+			if inProcess {
+				// An in-process signer's output is compared field by field but
+				// its signature is not checked again: content changed after a
+				// valid signature is the one case only the signature shows.
+				if tt.name == "signed content changed" {
+					continue
+				}
+				name += " (in-process signer)"
 			}
-			ledger := &memLedger{}
-			iss := ca.NewIssuer(signer, ledger, ca.WithClock(fixedClock(t0)))
-			rec, cert, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
-			if !errors.Is(err, ca.ErrSignerMismatch) {
-				t.Errorf("Issue error = %v, want it to wrap ca.ErrSignerMismatch", err)
-			}
-			if rec != nil || cert != nil {
-				t.Errorf("Issue handed out a certificate the signer tampered with")
-			}
-			if n := len(ledger.recorded()); n != 0 {
-				t.Errorf("ledger recorded %d certificates, want 0", n)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				ts := &tamperSigner{real: newFileSigner(t), tamper: tt.tamper, after: tt.after}
+				if tt.rogue {
+					ts.signWith = rogue
+				}
+				var signer ca.Signer = ts
+				if inProcess {
+					signer = localTamperSigner{ts}
+				}
+				issueRefused(t, signer)
+			})
+		}
+	}
+}
+
+// localTamperSigner is a tamperSigner that says it signs in process, as
+// the file signer does.
+type localTamperSigner struct{ *tamperSigner }
+
+func (localTamperSigner) SignsInProcess() {}
+
+func issueRefused(t *testing.T, signer ca.Signer) {
+	t.Helper()
+	ledger := &memLedger{}
+	iss := ca.NewIssuer(signer, ledger, ca.WithClock(fixedClock(t0)))
+	rec, cert, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
+	if !errors.Is(err, ca.ErrSignerMismatch) {
+		t.Errorf("Issue error = %v, want it to wrap ca.ErrSignerMismatch", err)
+	}
+	if rec != nil || cert != nil {
+		t.Errorf("Issue handed out a certificate the signer tampered with")
+	}
+	if n := len(ledger.recorded()); n != 0 {
+		t.Errorf("ledger recorded %d certificates, want 0", n)
 	}
 }
 
