@@ -26,6 +26,18 @@ func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	ev := ca.Event{
+		Time: c.IssuedAt, Actor: c.Requester, Type: ca.EventCertIssued, RequestID: c.RequestID, Serial: c.Serial,
+		Data: map[string]any{
+			"key_id": c.KeyID, "host_group": c.HostGroup, "principals": c.Principals,
+			"valid_after": c.ValidAfter, "valid_before": c.ValidBefore, "approvers": nonNil(c.Approvers),
+			"fingerprint": c.Fingerprint, "ca_fingerprint": c.CAFingerprint,
+		},
+	}
+	data, err := eventData(ev) // encoded here, not in the commit's critical section
+	if err != nil {
+		return err
+	}
 	// Group commit: concurrent certificates share a transaction and its
 	// fsync; this call still returns only once its own row is committed.
 	// The write is not cancelled with the caller.
@@ -37,14 +49,7 @@ func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
 		if err != nil {
 			return err
 		}
-		return ch.append(ctx, tx, ca.Event{
-			Time: c.IssuedAt, Actor: c.Requester, Type: ca.EventCertIssued, RequestID: c.RequestID, Serial: c.Serial,
-			Data: map[string]any{
-				"key_id": c.KeyID, "host_group": c.HostGroup, "principals": c.Principals,
-				"valid_after": c.ValidAfter, "valid_before": c.ValidBefore, "approvers": nonNil(c.Approvers),
-				"fingerprint": c.Fingerprint, "ca_fingerprint": c.CAFingerprint,
-			},
-		})
+		return ch.appendEncoded(ctx, tx, ev, data)
 	})
 }
 

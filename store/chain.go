@@ -16,6 +16,7 @@ import (
 // chain appends events inside a write transaction.
 type chain struct {
 	head  string
+	next  int64 // id of the next event row
 	now   func() time.Time
 	stmts *writeStmts // nil: unprepared SQL
 }
@@ -46,20 +47,32 @@ func eventHash(e canonicalEvent) string {
 
 // append writes ev as the next row of the chain.
 func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
+	data, err := eventData(ev)
+	if err != nil {
+		return err
+	}
+	return c.appendEncoded(ctx, tx, ev, data)
+}
+
+// eventData encodes ev's data as stored ("{}" when it has none).
+func eventData(ev ca.Event) ([]byte, error) {
+	if len(ev.Data) == 0 {
+		return []byte("{}"), nil
+	}
+	data, err := json.Marshal(ev.Data)
+	if err != nil {
+		return nil, fmt.Errorf("store: encoding event data: %w", err)
+	}
+	return data, nil
+}
+
+// appendEncoded is append with ev's data already encoded (by eventData,
+// outside the writer's lock).
+func (c *chain) appendEncoded(ctx context.Context, tx *sql.Tx, ev ca.Event, data []byte) error {
 	if ev.Time.IsZero() {
 		ev.Time = c.now()
 	}
-	data := []byte("{}")
-	if len(ev.Data) > 0 {
-		var err error
-		if data, err = json.Marshal(ev.Data); err != nil {
-			return fmt.Errorf("store: encoding event data: %w", err)
-		}
-	}
-	var id int64
-	if err := c.stmts.queryRow(ctx, tx, sqlNextEventID).Scan(&id); err != nil {
-		return err
-	}
+	id := c.next
 	ce := canonicalEvent{
 		ID: id, At: ev.Time.UnixNano(), Actor: ev.Actor, Type: ev.Type,
 		RequestID: ev.RequestID, Serial: strconv.FormatUint(ev.Serial, 10),
@@ -71,7 +84,7 @@ func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
 	if err != nil {
 		return err
 	}
-	c.head = h
+	c.head, c.next = h, id+1
 	return nil
 }
 

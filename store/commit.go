@@ -96,10 +96,10 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		failAll(err)
 		return
 	}
-	c := &chain{head: d.head, now: d.now, stmts: d.stmts}
+	c := &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts}
 	ok := 0
 	for _, o := range batch {
-		head := c.head
+		head, next := c.head, c.next
 		if _, err := d.stmts.exec(ctx, tx, sqlSavepoint); err != nil {
 			_ = tx.Rollback()
 			failAll(err)
@@ -107,7 +107,7 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		}
 		if err := o.fn(tx, c); err != nil {
 			o.err = classify(o.what, err)
-			c.head = head
+			c.head, c.next = head, next
 			if _, rerr := d.stmts.exec(ctx, tx, sqlRollbackTo); rerr != nil {
 				// The transaction is in an unknown state: give up on all.
 				_ = tx.Rollback()
@@ -139,5 +139,6 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		failAll(err)
 		return
 	}
-	d.head = c.head
+	d.head, d.nextEvent = c.head, c.next
+	d.wal.committed()
 }

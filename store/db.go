@@ -48,12 +48,14 @@ type DB struct {
 	r    *sql.DB // read-only pool
 	now  func() time.Time
 
-	mu   sync.Mutex // guards head; held across each write transaction
-	head string     // hash of the last event row
+	mu        sync.Mutex // guards head and nextEvent; held across each write transaction
+	head      string     // hash of the last event row
+	nextEvent int64      // id of the next event row
 
 	gc    groupCommit // batches certificate writes: many per fsync
 	stmts *writeStmts // the certificate write path, prepared once
 	reads *readStmts  // the grant lookup of every issuance, prepared once
+	wal   *walCheckpointer
 
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
@@ -87,7 +89,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	pragmas := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
 	var err error
-	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
+	// The writer never checkpoints the WAL itself (wal_autocheckpoint 0):
+	// the walCheckpointer does, on its own connection.
+	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -114,16 +118,28 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		d.Close()
 		return nil, classify("preparing reads", err)
 	}
-	if err := d.w.QueryRowContext(ctx, `SELECT hash FROM events ORDER BY id DESC LIMIT 1`).Scan(&d.head); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	// This process is the ledger's only writer: the chain's head and next
+	// row id are read once and then kept in memory.
+	var last int64
+	err = d.w.QueryRowContext(ctx, `SELECT id, hash FROM events ORDER BY id DESC LIMIT 1`).Scan(&last, &d.head)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		d.Close()
 		return nil, classify("reading chain head", err)
 	}
+	d.nextEvent = last + 1
+	ck, err := sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)")
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	d.wal = newWALCheckpointer(ck, &d.mu)
 	return d, nil
 }
 
 // Close closes the database.
 func (d *DB) Close() error {
-	errs := []error{d.reads.close(), d.stmts.close()}
+	errs := []error{d.reads.close(), d.stmts.close(), d.wal.close()}
 	if d.r != nil {
 		errs = append(errs, d.r.Close())
 	}
@@ -198,7 +214,11 @@ func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		_ = tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	d.wal.committed()
+	return nil
 }
 
 // write runs fn in a write transaction that may append events to the chain.
@@ -206,12 +226,12 @@ func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (d *DB) write(ctx context.Context, what string, fn func(*sql.Tx, *chain) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &chain{head: d.head, now: d.now, stmts: d.stmts}
+	c := &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts}
 	err := d.tx(ctx, func(tx *sql.Tx) error { return fn(tx, c) })
 	if err != nil {
 		return classify(what, err)
 	}
-	d.head = c.head
+	d.head, d.nextEvent = c.head, c.next
 	return nil
 }
 

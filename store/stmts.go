@@ -13,7 +13,6 @@ import (
 const (
 	sqlInsertCert = `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlNextEventID = `SELECT coalesce(max(id), 0) + 1 FROM events`
 	sqlInsertEvent = `INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlSavepoint   = `SAVEPOINT grouped`
 	sqlRollbackTo  = `ROLLBACK TO grouped`
@@ -30,7 +29,7 @@ type writeStmts struct {
 // transaction holds w's only connection.
 func prepareWrites(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 	s := &writeStmts{byQuery: map[string]*sql.Stmt{}}
-	for _, q := range []string{sqlInsertCert, sqlNextEventID, sqlInsertEvent, sqlSavepoint, sqlRollbackTo, sqlRelease} {
+	for _, q := range []string{sqlInsertCert, sqlInsertEvent, sqlSavepoint, sqlRollbackTo, sqlRelease} {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("store: preparing the write path: %w", err), s.close())
@@ -70,14 +69,6 @@ func (s *writeStmts) exec(ctx context.Context, tx *sql.Tx, query string, args ..
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, query, args...)
-}
-
-// queryRow runs query in tx, prepared when it can be.
-func (s *writeStmts) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	if st := s.stmt(ctx, tx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
-	}
-	return tx.QueryRowContext(ctx, query, args...)
 }
 
 // The reads of every issuance (the grant and its reviews), prepared once

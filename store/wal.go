@@ -1,0 +1,105 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"time"
+)
+
+// walCheckpointInterval is the least time between two checkpoints of the
+// write-ahead log: the pages a burst of certificates touches over and over
+// (the last leaf of each index) are then copied to the ledger file once per
+// interval rather than once per commit.
+const walCheckpointInterval = 100 * time.Millisecond
+
+// walCheckpointer copies the write-ahead log into the ledger file on its own
+// connection, off the writer's path. SQLite's automatic checkpoint would run
+// inside whichever commit crossed 1000 WAL pages, holding every certificate
+// of that group commit (and all waiting behind it) for the copy and two more
+// fsyncs. A checkpoint is PASSIVE: it never blocks the writer or readers and
+// copies what it can. Durability does not depend on it: a commit is durable
+// once its WAL frames are synced.
+type walCheckpointer struct {
+	db *sql.DB
+	// writer is held across every write transaction (DB.mu). SQLite
+	// starts the WAL over only when a checkpoint has caught up with its
+	// end before the next write begins, which under steady writes a
+	// concurrent checkpoint never does: once a pass leaves walRestartFrames
+	// or more frames, the checkpointer copies the few frames left while
+	// holding the writer back, so the WAL restarts and stays bounded.
+	writer sync.Locker
+	kick   chan struct{}
+	stop   chan struct{}
+	done   sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// walRestartFrames is the WAL size, in frames, past which the checkpointer
+// makes the log start over (see walCheckpointer.writer).
+const walRestartFrames = 1000
+
+func newWALCheckpointer(db *sql.DB, writer sync.Locker) *walCheckpointer {
+	c := &walCheckpointer{db: db, writer: writer, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.done.Add(1)
+	go c.run()
+	return c
+}
+
+// committed tells the checkpointer a write transaction committed.
+func (c *walCheckpointer) committed() {
+	if c == nil {
+		return
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *walCheckpointer) run() {
+	defer c.done.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.kick:
+		}
+		// A failed checkpoint is retried after the next commit; the WAL
+		// keeps every committed page meanwhile.
+		if frames, err := c.checkpoint(); err == nil && frames >= walRestartFrames {
+			c.writer.Lock()
+			_, _ = c.checkpoint()
+			c.writer.Unlock()
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(walCheckpointInterval):
+		}
+	}
+}
+
+// checkpoint copies what it can of the WAL into the ledger file without
+// waiting for anyone, and returns the WAL's size in frames.
+func (c *walCheckpointer) checkpoint() (frames int64, err error) {
+	var busy, done int64
+	err = c.db.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done)
+	return frames, err
+}
+
+// close stops the checkpointer, copies what the WAL still holds into the
+// ledger file and truncates the WAL, then closes its connection.
+func (c *walCheckpointer) close() error {
+	if c == nil {
+		return nil
+	}
+	c.once.Do(func() {
+		close(c.stop)
+		c.done.Wait()
+		_, _ = c.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(TRUNCATE)`)
+		c.err = c.db.Close()
+	})
+	return c.err
+}
