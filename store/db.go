@@ -57,6 +57,8 @@ type DB struct {
 	reads *readStmts  // the grant lookup of every issuance, prepared once
 	wal   *walCheckpointer
 
+	requests requestCache // grants as last read; dropped on every request write
+
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
 	sidecar  string          // checkpoint sidecar file; "-": none

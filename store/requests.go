@@ -14,6 +14,8 @@ import (
 // ApplyRequestChange commits ch in one transaction.
 func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error {
 	r := ch.Request
+	d.requests.dropAll() // no read during the write is served from before it
+	defer d.requests.dropAll()
 	return d.write(ctx, "saving request", func(tx *sql.Tx, c *chain) error {
 		if ch.Create {
 			_, err := tx.ExecContext(ctx, `INSERT INTO requests (id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version)
@@ -83,6 +85,10 @@ func scanRequest(s interface{ Scan(...any) error }) (*ca.Request, error) {
 
 // GetRequest returns a request with its reviews, oldest first.
 func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
+	cached, gen := d.requests.get(id)
+	if cached != nil {
+		return cached, nil
+	}
 	var row *sql.Row
 	if d.reads != nil {
 		row = d.reads.getRequest.QueryRowContext(ctx, id)
@@ -99,6 +105,7 @@ func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
 	if err := d.loadReviews(ctx, []*ca.Request{r}); err != nil {
 		return nil, err
 	}
+	d.requests.put(r, gen)
 	return r, nil
 }
 

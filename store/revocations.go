@@ -41,6 +41,8 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 		return nil, errors.New("store: revoke needs a serial, request or user")
 	}
 	out := &Revocation{}
+	d.requests.dropAll() // it may end grants (see requestCache)
+	defer d.requests.dropAll()
 	err := d.write(ctx, "revoking", func(tx *sql.Tx, c *chain) error {
 		rows, err := tx.QueryContext(ctx, `SELECT serial, request_id, requester FROM certificates WHERE `+certWhere+` AND revoked_at IS NULL`, arg)
 		if err != nil {
