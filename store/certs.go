@@ -115,7 +115,7 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter, fn func(*ca.Cer
 	if f.KeyID != "" {
 		add("c.key_id = ?", f.KeyID)
 	}
-	q := `SELECT ` + certColumns + ` FROM ` + certFrom
+	q := `SELECT ` + listColumns + ` FROM certificates c`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -123,21 +123,7 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter, fn func(*ca.Cer
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}
-	rows, err := d.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return classify("listing certificates", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return classify("listing certificates", err)
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	return classify("listing certificates", rows.Err())
+	return d.listCertificates(ctx, q, args, fn)
 }
 
 // GetCertificate returns the certificate with the given serial.
