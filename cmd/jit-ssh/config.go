@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -204,9 +205,11 @@ const (
 	maxConfigBytes = 1 << 20
 )
 
+// Compiled on first use: only config loading needs them, and every process
+// of the binary (login, version, ...) would otherwise pay for them at start.
 var (
-	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	safePathRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,127}$`)
+	envNameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
+	safePathRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,127}$`) })
 )
 
 // LoadConfig reads, decodes and validates a config file. Every problem is
@@ -357,10 +360,10 @@ func (c *Config) Validate() error {
 			if v.Timeout < 0 || time.Duration(v.Timeout) > time.Minute {
 				add("signer.vault.timeout", "must be between 0 and 1m")
 			}
-			if !safePathRE.MatchString(v.Mount) {
+			if !safePathRE().MatchString(v.Mount) {
 				add("signer.vault.mount", "%q is not a Vault mount path", v.Mount)
 			}
-			if !safePathRE.MatchString(v.Role) {
+			if !safePathRE().MatchString(v.Role) {
 				add("signer.vault.role", "%q is not a Vault role name", v.Role)
 			}
 			if v.Address != "" {
@@ -390,7 +393,7 @@ func (c *Config) Validate() error {
 		} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
 			add("identity.github.api_url", "%q: plain http would send tokens in the clear; use https (http is allowed only to loopback)", g.APIURL)
 		}
-		if !envNameRE.MatchString(g.TokenEnv) {
+		if !envNameRE().MatchString(g.TokenEnv) {
 			add("identity.github.token_env", "%q is not an environment variable name", g.TokenEnv)
 		}
 		if g.CacheTTL < 0 || time.Duration(g.CacheTTL) > 10*time.Minute {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -152,12 +153,13 @@ func yamlField(t reflect.Type, name string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-var decodeLineRE = regexp.MustCompile(`^line (\d+): `)
+// decodeLineRE is compiled on first use, like the patterns in config.go.
+var decodeLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): `) })
 
 // reported says whether one of the decoder's "line N: ..." messages is
 // about a value the walk already reported.
 func (k *keyChecker) reported(msg string) bool {
-	m := decodeLineRE.FindStringSubmatch(msg)
+	m := decodeLineRE().FindStringSubmatch(msg)
 	if m == nil {
 		return false
 	}
