@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -42,11 +43,12 @@ in memory and in the agent.`,
   jit-ssh login prod-db --reason "INC-1234: replica lag" --duration 30m`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			key := generateKey()
 			o.group = args[0]
 			if err := ca.CheckGroup(o.group); err != nil {
 				return &usageError{fmt.Errorf("%q is not a host group name", o.group)}
 			}
-			return o.run(cmd.Context(), e)
+			return o.run(cmd.Context(), e, key)
 		},
 	}
 	cmd.Flags().DurationVar(&o.duration, "duration", 0, "grant length for a new request (default: the group's default, at most its max_duration)")
@@ -56,7 +58,7 @@ in memory and in the agent.`,
 	return cmd
 }
 
-func (o *loginOptions) run(ctx context.Context, e *env) error {
+func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error {
 	c, err := e.client()
 	if err != nil {
 		return err
@@ -83,7 +85,7 @@ func (o *loginOptions) run(ctx context.Context, e *env) error {
 			return err
 		}
 	}
-	return issueAndLoad(ctx, e, c, keys, req)
+	return issueAndLoad(ctx, e, c, keys, req, key)
 }
 
 // findOrCreate returns the caller's open grant or pending request for the
@@ -199,10 +201,37 @@ func transientWaitError(err error) bool {
 	return errors.As(err, &ne) || errors.As(err, &oe)
 }
 
-// issueAndLoad makes a key in memory, gets it certified, and loads both
-// into the agent.
-func issueAndLoad(ctx context.Context, e *env, c *api.Client, keys *agent.Keyring, r *api.Request) error {
-	priv, pub, err := agent.NewKey()
+// ephemeralKey is the login's key pair, generated in memory on its own
+// goroutine while the login checks its argument, reaches the agent and asks
+// the server for the grant: the first ed25519 key of a process costs about a
+// millisecond (the base-point table), which would otherwise add to the
+// login's time. The key never leaves memory; if no certificate is fetched it
+// is dropped with the process.
+type ephemeralKey struct {
+	done chan struct{}
+	priv ed25519.PrivateKey
+	pub  ssh.PublicKey
+	err  error
+}
+
+func generateKey() *ephemeralKey {
+	k := &ephemeralKey{done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		k.priv, k.pub, k.err = agent.NewKey()
+	}()
+	return k
+}
+
+// get waits for the key.
+func (k *ephemeralKey) get() (ed25519.PrivateKey, ssh.PublicKey, error) {
+	<-k.done
+	return k.priv, k.pub, k.err
+}
+
+// issueAndLoad gets the key certified and loads both into the agent.
+func issueAndLoad(ctx context.Context, e *env, c *api.Client, keys *agent.Keyring, r *api.Request, key *ephemeralKey) error {
+	priv, pub, err := key.get()
 	if err != nil {
 		return err
 	}
