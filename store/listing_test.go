@@ -16,14 +16,13 @@ import (
 // joinedList is how ListCertificates read certificates before it looked
 // reasons up instead of joining: one query with a LEFT JOIN on requests,
 // principals and approvers through encoding/json.
-func joinedList(t *testing.T, raw *sql.DB, where string, args ...any) []*ca.Certificate {
-	t.Helper()
+func joinedList(raw *sql.DB, where string, args ...any) ([]*ca.Certificate, error) {
 	q := `SELECT c.serial, c.key_id, c.host_group, c.principals, c.valid_after, c.valid_before, c.requester, c.request_id, c.approvers,
 		c.fingerprint, c.ca_fingerprint, c.certificate, c.issued_at, c.revoked_at, coalesce(r.reason, '')
 		FROM certificates c LEFT JOIN requests r ON r.id = c.request_id ` + where + ` ORDER BY c.issued_at DESC`
 	rows, err := raw.Query(q, args...)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []*ca.Certificate
@@ -34,14 +33,14 @@ func joinedList(t *testing.T, raw *sql.DB, where string, args ...any) []*ca.Cert
 		var principals, approvers string
 		if err := rows.Scan(&serial, &c.KeyID, &c.HostGroup, &principals, &va, &vb, &c.Requester, &c.RequestID, &approvers,
 			&c.Fingerprint, &c.CAFingerprint, &c.Certificate, &issued, &revoked, &c.Reason); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		c.Serial = uint64(serial) //nolint:gosec // bit-for-bit
 		if err := json.Unmarshal([]byte(principals), &c.Principals); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if err := json.Unmarshal([]byte(approvers), &c.Approvers); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		c.ValidAfter, c.ValidBefore, c.IssuedAt = time.Unix(0, va).UTC(), time.Unix(0, vb).UTC(), time.Unix(0, issued).UTC()
 		if revoked.Valid {
@@ -49,10 +48,7 @@ func joinedList(t *testing.T, raw *sql.DB, where string, args ...any) []*ca.Cert
 		}
 		out = append(out, &c)
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return out, rows.Err()
 }
 
 // TestListingMatchesJoin: the listing (reasons from a bounded cache,
@@ -94,17 +90,31 @@ func TestListingMatchesJoin(t *testing.T) {
 	exec(t, raw, `UPDATE certificates SET principals = '["\u0061"]' WHERE serial = 6`)
 	exec(t, raw, `UPDATE certificates SET request_id = 'r-gone' WHERE serial IN (7, 8)`)
 	exec(t, raw, `UPDATE certificates SET revoked_at = ? WHERE serial = 9`, t0.Add(time.Minute).UnixNano())
+	// Values the packed row cannot carry unambiguously: the separator
+	// byte, integers stored as text, a revocation time stored as text.
+	exec(t, raw, `UPDATE certificates SET key_id = 'a' || x'1f' || 'b', certificate = x'1f' WHERE serial = 10`)
+	exec(t, raw, `UPDATE certificates SET fingerprint = x'1f1f1f' WHERE serial = 11`)
+	exec(t, raw, `UPDATE certificates SET certificate = 'c' || x'1f' || '123', revoked_at = NULL WHERE serial = 15`)
+	exec(t, raw, `UPDATE certificates SET ca_fingerprint = 'ca' || x'1f' || '99' || x'1f' || '88', revoked_at = 7 WHERE serial = 16`)
+	exec(t, raw, `UPDATE certificates SET certificate = 'c' || x'1f' || 'r5' WHERE serial = 17`)
+	exec(t, raw, `UPDATE certificates SET valid_after = '0042', serial = '+12' WHERE serial = 12`)
+	exec(t, raw, `UPDATE certificates SET revoked_at = '0013' WHERE serial = 13`)
 
-	list := func(f store.CertFilter) []*ca.Certificate {
+	list := func(f store.CertFilter) ([]*ca.Certificate, error) {
 		var out []*ca.Certificate
-		if err := db.ListCertificates(ctx, f, func(c *ca.Certificate) error { out = append(out, c); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		return out
+		err := db.ListCertificates(ctx, f, func(c *ca.Certificate) error { out = append(out, c); return nil })
+		return out, err
 	}
 	check := func(t *testing.T, f store.CertFilter, where string, args ...any) {
 		t.Helper()
-		got, want := list(f), joinedList(t, raw, where, args...)
+		got, err := list(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := joinedList(raw, where, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(got) != len(want) {
 			t.Fatalf("%d certificates, the join gives %d", len(got), len(want))
 		}
@@ -121,6 +131,9 @@ func TestListingMatchesJoin(t *testing.T) {
 	t.Run("serial of a gone request", func(t *testing.T) {
 		check(t, store.CertFilter{Serial: 7}, "WHERE c.serial = 7")
 	})
+	t.Run("serial of a row with separators", func(t *testing.T) {
+		check(t, store.CertFilter{Serial: 10}, "WHERE c.serial = 10")
+	})
 	t.Run("cache overflowing at every row", func(t *testing.T) {
 		defer store.SetReasonCacheBytes(1)()
 		check(t, store.CertFilter{}, "")
@@ -129,4 +142,18 @@ func TestListingMatchesJoin(t *testing.T) {
 		defer store.SetReasonCacheBytes(2000)()
 		check(t, store.CertFilter{}, "")
 	})
+	// Rows neither reading can take fail the listing, as they did.
+	for i, bad := range []string{`revoked_at = ' 7x'`, `revoked_at = 'r5'`, `revoked_at = ''`, `valid_before = 1.5`, `issued_at = 'x'`,
+		`principals = '["a",]'`, `approvers = 'x' || char(31)`} {
+		serial := 20 + i
+		t.Run("unreadable "+bad, func(t *testing.T) {
+			exec(t, raw, fmt.Sprintf(`UPDATE certificates SET %s WHERE serial = %d`, bad, serial))
+			if _, err := joinedList(raw, fmt.Sprintf("WHERE c.serial = %d", serial)); err == nil {
+				t.Fatalf("the joined query reads %s: the test's premise is wrong", bad)
+			}
+			if got, err := list(store.CertFilter{Serial: uint64(serial)}); err == nil {
+				t.Fatalf("listing a row with %s succeeded with %d certificates, want the error the join gives", bad, len(got))
+			}
+		})
+	}
 }
