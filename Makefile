@@ -19,8 +19,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/jit-ssh
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(JIT) ./cmd/jit-ssh
+build: ## build bin/jit-ssh (static: no cgo, so no dynamic loader at every start)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(JIT) ./cmd/jit-ssh
 
 .PHONY: vault
 vault: $(VAULT) ## build the pinned Vault dev server into bin/ (once; reused afterwards)
