@@ -24,6 +24,11 @@ func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isAlnum(c byte) bool { return isLower(c) || isUpper(c) || isDigit(c) }
 
+// groupStart: what a host group may start with; isPunct: what else it and
+// a principal may contain.
+func groupStart(c byte) bool { return isLower(c) || isDigit(c) }
+func isPunct(c byte) bool    { return c == '.' || c == '_' || c == '-' }
+
 func validLogin(s string) bool {
 	if len(s) == 0 || len(s) > maxLogin || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
@@ -40,11 +45,11 @@ func validLogin(s string) bool {
 }
 
 func validGroup(s string) bool {
-	if len(s) == 0 || len(s) > 63 || !(isLower(s[0]) || isDigit(s[0])) {
+	if len(s) == 0 || len(s) > 63 || !groupStart(s[0]) {
 		return false
 	}
 	for i := 1; i < len(s); i++ {
-		if c := s[i]; !(isLower(c) || isDigit(c) || c == '.' || c == '_' || c == '-') {
+		if !groupStart(s[i]) && !isPunct(s[i]) {
 			return false
 		}
 	}
@@ -52,11 +57,11 @@ func validGroup(s string) bool {
 }
 
 func validPrincipal(s string) bool {
-	if len(s) == 0 || len(s) > 64 || !(isAlnum(s[0]) || s[0] == '_') {
+	if len(s) == 0 || len(s) > 64 || (!isAlnum(s[0]) && s[0] != '_') {
 		return false
 	}
 	for i := 1; i < len(s); i++ {
-		if c := s[i]; !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
+		if !isAlnum(s[i]) && !isPunct(s[i]) {
 			return false
 		}
 	}
@@ -68,7 +73,7 @@ func validRequestID(s string) bool {
 		return false
 	}
 	for i := 2; i < len(s); i++ {
-		if c := s[i]; !(isLower(c) || ('2' <= c && c <= '7')) {
+		if c := s[i]; !isLower(c) && (c < '2' || c > '7') {
 			return false
 		}
 	}
