@@ -169,6 +169,12 @@ func tokenFile() (string, error) {
 // writeToken stores token alone in path, mode 0600, in a directory of mode
 // 0700, replacing any earlier file atomically.
 func writeToken(path, token string) error {
+	return writePrivateFile(path, []byte(token), true)
+}
+
+// writePrivateFile replaces path atomically with b, mode 0600 in a
+// directory of mode 0700; with durable, b is synced before the rename.
+func writePrivateFile(path string, b []byte, durable bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
@@ -176,29 +182,32 @@ func writeToken(path, token string) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("restricting %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".token-*")
+	what := "writing " + filepath.Base(path)
+	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("storing the token: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename there is nothing to remove
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return fmt.Errorf("storing the token: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if _, err := f.WriteString(token); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return fmt.Errorf("storing the token: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("storing the token: %w", err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("storing the token: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("storing the token: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

@@ -71,6 +71,18 @@ func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error
 	}
 	defer keys.Close()
 
+	server := e.serverURL()
+	if g, ok := e.cachedGrantFor(server, o.group, time.Now()); ok {
+		fmt.Fprintf(e.stderr, "Using your open grant %s for %s (remembered; ends in %s).\n", g.RequestID, g.Group, until(g.EndsAt, time.Now()))
+		err := issueAndLoad(ctx, e, c, keys, &api.Request{ID: g.RequestID, HostGroup: g.Group}, key)
+		if !grantRefused(err) {
+			return err
+		}
+		// Ended, revoked or not this caller's: forget it and look again.
+		fmt.Fprintf(e.stderr, "Grant %s cannot be used any more (%v); looking for another.\n", g.RequestID, err)
+		e.rememberGrant(server, o.group, "", time.Time{})
+	}
+
 	req, err := o.findOrCreate(ctx, e, c)
 	if err != nil {
 		return err
@@ -84,6 +96,9 @@ func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error
 		if req, err = waitForApproval(ctx, e, c, req, o.timeout); err != nil {
 			return err
 		}
+	}
+	if req.State == "approved" && req.GrantEndsAt != nil {
+		e.rememberGrant(server, o.group, req.ID, *req.GrantEndsAt)
 	}
 	return issueAndLoad(ctx, e, c, keys, req, key)
 }

@@ -171,6 +171,7 @@ func (o *logoutOptions) run(ctx context.Context, e *env, group string) error {
 			errs = append(errs, fmt.Errorf("ending grant %s: %w", r.ID, err))
 			continue
 		}
+		e.rememberGrant(e.serverURL(), r.HostGroup, "", time.Time{})
 		fmt.Fprintf(e.stdout, "Ended grant %s for %s.\n", r.ID, r.HostGroup)
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca/api"
+)
+
+// The grant cache lets a repeated 'jit-ssh login GROUP' go straight to
+// POST /v1/certificates with the request ID of the caller's open grant,
+// instead of listing the caller's requests first: one round trip instead
+// of two, on every login after the first. It holds request IDs, groups and
+// end times (nothing secret: request IDs are in every certificate's KeyId)
+// in a 0600 file under the user's cache directory. The server stays the
+// judge: a grant that ended, was revoked or is not the caller's is refused
+// there (403, 404, 409), forgotten here, and login takes the long way.
+
+const grantsFileName = "grants.json"
+
+// cachedGrant is one open grant, for one server.
+type cachedGrant struct {
+	Server    string    `json:"server"`
+	Group     string    `json:"group"`
+	RequestID string    `json:"request_id"`
+	EndsAt    time.Time `json:"ends_at"`
+}
+
+// grantsFile is where the cache lives, or "" when there is no cache
+// directory (the cache is then not used).
+func (e *env) grantsFile() string {
+	dir := e.getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		home := e.getenv("HOME")
+		if home == "" {
+			return ""
+		}
+		dir = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(dir, "jit-ssh", grantsFileName)
+}
+
+// readGrants returns the cached grants that have not ended by now; a
+// missing or unreadable file is an empty cache.
+func (e *env) readGrants(now time.Time) []cachedGrant {
+	path := e.grantsFile()
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path) //nolint:gosec // our own cache file
+	if err != nil {
+		return nil
+	}
+	var all []cachedGrant
+	if json.Unmarshal(b, &all) != nil {
+		return nil
+	}
+	live := all[:0]
+	for _, g := range all {
+		if g.EndsAt.After(now) {
+			live = append(live, g)
+		}
+	}
+	return live
+}
+
+// cachedGrantFor returns the open grant cached for the server and group
+// that still has at least grantMargin to run.
+func (e *env) cachedGrantFor(server, group string, now time.Time) (cachedGrant, bool) {
+	for _, g := range e.readGrants(now) {
+		if g.Server == server && g.Group == group && g.EndsAt.After(now.Add(grantMargin)) {
+			return g, true
+		}
+	}
+	return cachedGrant{}, false
+}
+
+// rememberGrant caches (or with endsAt zero, forgets) the grant for the
+// server and group. The cache is a convenience: failing to write it is
+// not an error of the login.
+func (e *env) rememberGrant(server, group, requestID string, endsAt time.Time) {
+	path := e.grantsFile()
+	if path == "" {
+		return
+	}
+	now := time.Now()
+	var keep []cachedGrant
+	for _, g := range e.readGrants(now) {
+		if g.Server != server || g.Group != group {
+			keep = append(keep, g)
+		}
+	}
+	if !endsAt.IsZero() {
+		keep = append(keep, cachedGrant{Server: server, Group: group, RequestID: requestID, EndsAt: endsAt})
+	}
+	b, err := json.Marshal(keep)
+	if err == nil {
+		err = writePrivateFile(path, b, false)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "(could not update the grant cache %s: %v)\n", path, err)
+	}
+}
+
+// grantRefused reports whether the server refused a certificate because
+// the cached grant is no longer usable by this caller.
+func grantRefused(err error) bool {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return ae.Status == http.StatusConflict || ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden
+}
