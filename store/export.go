@@ -171,7 +171,9 @@ func (rc *reasonCache) get(ctx context.Context, id string) (string, error) {
 		clear(rc.m)
 		rc.size = 0
 	}
-	rc.m[id] = reason
+	// A copy: id is a slice of its row's whole packed value, which the
+	// cache would otherwise keep alive (a kilobyte per request).
+	rc.m[strings.Clone(id)] = reason
 	rc.size += len(id) + len(reason) + 64
 	return reason, nil
 }
