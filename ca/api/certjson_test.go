@@ -3,11 +3,18 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // encodingJSON is what stream wrote for every row before appendJSON: a
@@ -179,4 +186,103 @@ func FuzzCertificateJSON(f *testing.F) {
 			t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// TestCertificateListingIsWhatEncodingJSONWrites: GET /v1/certificates over
+// a real ledger (tricky strings in every field and reason, revoked and
+// unrevoked rows, more than one write chunk) is byte for byte what the
+// server wrote with encoding/json before, and the client's pass-through
+// export returns the same lines.
+func TestCertificateListingIsWhatEncodingJSONWrites(t *testing.T) {
+	f := newHardFixture(t)
+	ctx := t.Context()
+	tricky := trickyStrings()
+	for i := range 5 {
+		id := fmt.Sprintf("r-%016d", i)
+		err := f.db.ApplyRequestChange(ctx, ca.RequestChange{Create: true, Request: &ca.Request{
+			ID: id, HostGroup: "prod-db", Requester: "alice", State: ca.StateApproved, Reason: tricky[i*7%len(tricky)] + "<&> why",
+			Duration: time.Hour, CreatedAt: f.clock.now(), UpdatedAt: f.clock.now(), Version: 1,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 400 // about 1 KB each: more than one 256 KiB chunk
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			s := tricky[i%len(tricky)]
+			at := f.clock.now().Add(time.Duration(i) * 1234567 * time.Nanosecond)
+			errs <- f.db.RecordCertificate(ctx, &ca.Certificate{
+				Serial: uint64(i)*0x9e3779b97f4a7c15 + 1, KeyID: "jit-ssh:user=alice:" + s, HostGroup: "prod-db", Principals: []string{"prod-db", s},
+				ValidAfter: at.Add(-2 * time.Minute), ValidBefore: at.Add(5 * time.Minute), Requester: "alice",
+				RequestID: fmt.Sprintf("r-%016d", i%5), Approvers: []string{"bob", s}, Fingerprint: "SHA256:" + s, CAFingerprint: "SHA256:ca",
+				Certificate: "ssh-ed25519-cert-v01@openssh.com " + strings.Repeat("AAAA+/", 160) + s, IssuedAt: at,
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.db.Revoke(ctx, store.RevokeSpec{RequestID: "r-0000000000000003"}, "root", "lost", f.clock.now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	rows := 0
+	if err := f.db.ListCertificates(ctx, store.CertFilter{}, func(c *ca.Certificate) error {
+		rows++
+		return enc.Encode(certificateView(c))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rows != n || want.Len() <= 256<<10 {
+		t.Fatalf("the ledger lists %d certificates in %d bytes, want %d in more than a chunk", rows, want.Len(), n)
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.ts.URL+"/v1/certificates", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tokenOf("carol"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/certificates: %d, %v", resp.StatusCode, err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		g, w := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
+		for i := range min(len(g), len(w)) {
+			if !bytes.Equal(g[i], w[i]) {
+				t.Fatalf("line %d differs:\n got %s\nwant %s", i, g[i], w[i])
+			}
+		}
+		t.Fatalf("listing has %d lines, encoding/json %d", len(g), len(w))
+	}
+
+	c, err := NewClient(f.ts.URL, tokenOf("carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines bytes.Buffer
+	if err := c.ListCertificatesJSON(ctx, CertificateFilter{}, func(line []byte) error {
+		lines.Write(line)
+		return lines.WriteByte('\n')
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(lines.Bytes(), want.Bytes()) {
+		t.Errorf("ListCertificatesJSON's lines differ from the listing")
+	}
 }
