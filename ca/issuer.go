@@ -124,6 +124,9 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 	// The record must land even if the client has gone away: a signed
 	// certificate that is not in the ledger must never be possible.
 	if err := i.ledger.RecordCertificate(context.WithoutCancel(ctx), rec); err != nil {
+		if errors.Is(err, ErrGrantEnded) {
+			return nil, nil, err // ended while signing: a refusal, not an outage
+		}
 		return nil, nil, fmt.Errorf("%w: %w", ErrLedgerUnavailable, err)
 	}
 	i.log.LogAttrs(ctx, slog.LevelInfo, "certificate issued",

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -559,5 +560,20 @@ func TestFileSignerRSAUsesSHA512(t *testing.T) {
 	}
 	if got := c.Signature.Format; got != ssh.KeyAlgoRSASHA512 {
 		t.Errorf("signature format = %s, want %s (ssh-rsa/SHA-1 is refused by current sshd)", got, ssh.KeyAlgoRSASHA512)
+	}
+}
+
+// TestIssueGrantEndedWhileSigning: a ledger that refuses the record because
+// the grant ended meanwhile (a revocation committed between the grant check
+// and the write) is a refusal of the request, not an outage.
+func TestIssueGrantEndedWhileSigning(t *testing.T) {
+	ledger := &memLedger{err: fmt.Errorf("store: %w: revoked meanwhile", ca.ErrGrantEnded)}
+	iss := ca.NewIssuer(newFileSigner(t), ledger, ca.WithClock(fixedClock(t0)))
+	rec, cert, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
+	if rec != nil || cert != nil {
+		t.Errorf("Issue returned a certificate although the ledger refused it")
+	}
+	if !errors.Is(err, ca.ErrGrantEnded) || errors.Is(err, ca.ErrLedgerUnavailable) {
+		t.Errorf("Issue error = %v, want ca.ErrGrantEnded and not ca.ErrLedgerUnavailable", err)
 	}
 }

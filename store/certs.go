@@ -43,6 +43,17 @@ func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
 	// The write is not cancelled with the caller.
 	ctx = context.WithoutCancel(ctx)
 	return d.writeGrouped("recording certificate", func(tx *sql.Tx, ch *chain) error {
+		// The grant was checked before signing, but a revocation, end or
+		// denial may have committed since: under the writer's lock, the
+		// certificate is recorded (and so handed out) only if its grant is
+		// still open at the moment of issue.
+		var open int
+		if err := ch.stmts.queryRow(ctx, tx, sqlGrantOpenAt, c.RequestID, c.IssuedAt.UnixNano()).Scan(&open); err != nil {
+			return err
+		}
+		if open == 0 {
+			return fmt.Errorf("%w: the grant of request %s ended or was revoked while the certificate was being signed; none was issued", ca.ErrGrantEnded, c.RequestID)
+		}
 		_, err := ch.stmts.exec(ctx, tx, sqlInsertCert,
 			int64(c.Serial), c.KeyID, c.HostGroup, string(principals), c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano(), //nolint:gosec // bit-for-bit
 			c.Requester, c.RequestID, string(approvers), c.Fingerprint, c.CAFingerprint, c.Certificate, c.IssuedAt.UnixNano())

@@ -29,7 +29,7 @@ func TestMigrationCertificatesInIssueOrder(t *testing.T) {
 		exec(t, raw, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, v+1)
 	}
 	exec(t, raw, `INSERT INTO requests (id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, version)
-		VALUES ('r-aaaaaaaaaaaaaaaa', 'prod-db', 'alice', 'approved', 'incident 7', 3600000000000, 0, 0, 0, 3)`)
+		VALUES ('r-aaaaaaaaaaaaaaaa', 'prod-db', 'alice', 'approved', 'incident 7', 3600000000000, 0, 0, ?, 3)`, t0.UnixNano())
 	// Serials in an order unrelated to issue order, one past 2^63, one revoked.
 	old := []*ca.Certificate{
 		certFor(900, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", t0, 5*time.Minute),
@@ -89,10 +89,10 @@ func TestMigrationCertificatesInIssueOrder(t *testing.T) {
 	if want := []uint64{900, 1<<63 + 5, 3}; !reflect.DeepEqual(order, want) {
 		t.Errorf("rows in id order have serials %v, want issue order %v", order, want)
 	}
-	if err := db.RecordCertificate(ctx, certFor(3, "erin", "prod-db", "r-aaaaaaaaaaaaaaaa", t0.Add(time.Hour), time.Minute)); err == nil {
+	if err := db.RecordCertificate(ctx, certFor(3, "erin", "prod-db", "r-aaaaaaaaaaaaaaaa", t0.Add(50*time.Minute), time.Minute)); err == nil {
 		t.Errorf("RecordCertificate with serial 3 again succeeded after the migration: serials must stay unique")
 	}
-	if err := db.RecordCertificate(ctx, certFor(4, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", t0.Add(time.Hour), time.Minute)); err != nil {
+	if err := db.RecordCertificate(ctx, certFor(4, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", t0.Add(50*time.Minute), time.Minute)); err != nil {
 		t.Errorf("RecordCertificate after the migration: %v", err)
 	}
 }

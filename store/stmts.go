@@ -13,6 +13,7 @@ import (
 const (
 	sqlInsertCert = `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlGrantOpenAt = `SELECT count(*) FROM requests WHERE id = ? AND state = 'approved' AND ended_at IS NULL AND approved_at + duration_ns > ?`
 	sqlInsertEvent = `INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlSavepoint   = `SAVEPOINT grouped`
 	sqlRollbackTo  = `ROLLBACK TO grouped`
@@ -29,7 +30,7 @@ type writeStmts struct {
 // transaction holds w's only connection.
 func prepareWrites(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 	s := &writeStmts{byQuery: map[string]*sql.Stmt{}}
-	for _, q := range []string{sqlInsertCert, sqlInsertEvent, sqlSavepoint, sqlRollbackTo, sqlRelease} {
+	for _, q := range []string{sqlInsertCert, sqlGrantOpenAt, sqlInsertEvent, sqlSavepoint, sqlRollbackTo, sqlRelease} {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("store: preparing the write path: %w", err), s.close())
@@ -108,4 +109,12 @@ func (s *readStmts) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// queryRow runs query in tx, prepared when it can be.
+func (s *writeStmts) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := s.stmt(ctx, tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
 }

@@ -59,11 +59,19 @@ func countEvents(t *testing.T, path string) int {
 	return n
 }
 
+// newRequest returns a request in state; an approved one is approved at
+// created with a grant long enough for every certificate a test records
+// under it (RecordCertificate refuses a certificate whose grant is not
+// open at its issue time).
 func newRequest(id, requester, group, state string, created time.Time) *ca.Request {
-	return &ca.Request{
+	r := &ca.Request{
 		ID: id, HostGroup: group, Requester: requester, State: state, Reason: "INC-1 " + id,
 		Duration: 30 * time.Minute, CreatedAt: created, UpdatedAt: created, Version: 1,
 	}
+	if state == ca.StateApproved {
+		r.ApprovedAt, r.Duration = created, 5*365*24*time.Hour
+	}
+	return r
 }
 
 func create(t *testing.T, db *store.DB, r *ca.Request) {

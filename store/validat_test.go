@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ func TestValidAt(t *testing.T) {
 		newRequest("r-bbbbbbbbbbbbbbbb", "erin", "prod-db", ca.StateApproved, t0),
 		newRequest("r-cccccccccccccccc", "alice", "staging", ca.StateApproved, t0),
 		newRequest("r-dddddddddddddddd", "frank", "prod-db", ca.StateApproved, t0),
+		newRequest("r-eeeeeeeeeeeeeeee", "erin", "prod-db", ca.StateApproved, t0.Add(14*time.Minute)),
 	} {
 		create(t, db, r)
 	}
@@ -28,7 +30,7 @@ func TestValidAt(t *testing.T) {
 	//   10 alice prod-db  -2..8        expired early on
 	//   11 alice prod-db   3..13       overlaps 10 and 20
 	//   20 erin  prod-db   5..15       revoked by serial at 9
-	//   21 erin  prod-db  13..23       issued at 15, after 20 was revoked
+	//   21 erin  prod-db  13..23       issued at 15 under a new grant, after 20 (and its grant) was revoked
 	//   30 alice staging   0..60       another group
 	//   40 frank prod-db   8..18       revoked by request at 12
 	//   41 frank prod-db   9..19       revoked by request at 12
@@ -51,9 +53,13 @@ func TestValidAt(t *testing.T) {
 	if _, err := db.Revoke(ctx, store.RevokeSpec{RequestID: "r-dddddddddddddddd"}, "bob", "left the team", m(12)); err != nil {
 		t.Fatal(err)
 	}
-	// Issued after erin's first certificate was revoked: a fresh one under
-	// the same (still open) grant is valid on its own terms.
-	if err := db.RecordCertificate(ctx, certFor(21, "erin", "prod-db", "r-bbbbbbbbbbbbbbbb", m(15), 8*time.Minute)); err != nil {
+	// Revoking serial 20 ended its grant: no certificate may be recorded
+	// under it any more. A fresh one under a new grant is valid on its own
+	// terms.
+	if err := db.RecordCertificate(ctx, certFor(22, "erin", "prod-db", "r-bbbbbbbbbbbbbbbb", m(15), 8*time.Minute)); !errors.Is(err, ca.ErrGrantEnded) {
+		t.Fatalf("recording a certificate under the grant a revocation ended = %v, want ca.ErrGrantEnded", err)
+	}
+	if err := db.RecordCertificate(ctx, certFor(21, "erin", "prod-db", "r-eeeeeeeeeeeeeeee", m(15), 8*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -201,7 +201,7 @@ func TestCertificateListingIsWhatEncodingJSONWrites(t *testing.T) {
 		id := fmt.Sprintf("r-%016d", i)
 		err := f.db.ApplyRequestChange(ctx, ca.RequestChange{Create: true, Request: &ca.Request{
 			ID: id, HostGroup: "prod-db", Requester: "alice", State: ca.StateApproved, Reason: tricky[i*7%len(tricky)] + "<&> why",
-			Duration: time.Hour, CreatedAt: f.clock.now(), UpdatedAt: f.clock.now(), Version: 1,
+			Duration: time.Hour, CreatedAt: f.clock.now(), UpdatedAt: f.clock.now(), ApprovedAt: f.clock.now(), Version: 1,
 		}})
 		if err != nil {
 			t.Fatal(err)
