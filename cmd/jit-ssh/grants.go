@@ -1,14 +1,16 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
@@ -19,13 +21,16 @@ import (
 // end times (nothing secret: request IDs are in every certificate's KeyId)
 // in a 0600 file under the user's cache directory. The server stays the
 // judge: a grant that ended, was revoked or is not the caller's is refused
-// there (403, 404, 409), forgotten here, and login takes the long way.
+// there (grant_ended, not_requester, ...), forgotten here, and login takes the long way.
 
 const grantsFileName = "grants.json"
 
-// cachedGrant is one open grant, for one server.
+// cachedGrant is one open grant, for one server and caller.
 type cachedGrant struct {
-	Server    string    `json:"server"`
+	Server string `json:"server"`
+	// Who tells callers apart (several tokens on one account): the first
+	// 16 hex digits of the token's SHA-256, never the token.
+	Who       string    `json:"who"`
 	Group     string    `json:"group"`
 	RequestID string    `json:"request_id"`
 	EndsAt    time.Time `json:"ends_at"`
@@ -62,7 +67,7 @@ func (e *env) readGrants(now time.Time) []cachedGrant {
 	}
 	live := all[:0]
 	for _, g := range all {
-		if g.EndsAt.After(now) {
+		if g.EndsAt.After(now) && ca.CheckRequestID(g.RequestID) == nil && ca.CheckGroup(g.Group) == nil {
 			live = append(live, g)
 		}
 	}
@@ -72,8 +77,9 @@ func (e *env) readGrants(now time.Time) []cachedGrant {
 // cachedGrantFor returns the open grant cached for the server and group
 // that still has at least grantMargin to run.
 func (e *env) cachedGrantFor(server, group string, now time.Time) (cachedGrant, bool) {
+	who := e.who()
 	for _, g := range e.readGrants(now) {
-		if g.Server == server && g.Group == group && g.EndsAt.After(now.Add(grantMargin)) {
+		if g.Server == server && g.Who == who && g.Group == group && g.EndsAt.After(now.Add(grantMargin)) {
 			return g, true
 		}
 	}
@@ -89,14 +95,15 @@ func (e *env) rememberGrant(server, group, requestID string, endsAt time.Time) {
 		return
 	}
 	now := time.Now()
+	who := e.who()
 	var keep []cachedGrant
 	for _, g := range e.readGrants(now) {
-		if g.Server != server || g.Group != group {
+		if g.Server != server || g.Who != who || g.Group != group {
 			keep = append(keep, g)
 		}
 	}
 	if !endsAt.IsZero() {
-		keep = append(keep, cachedGrant{Server: server, Group: group, RequestID: requestID, EndsAt: endsAt})
+		keep = append(keep, cachedGrant{Server: server, Who: who, Group: group, RequestID: requestID, EndsAt: endsAt})
 	}
 	b, err := json.Marshal(keep)
 	if err == nil {
@@ -107,12 +114,26 @@ func (e *env) rememberGrant(server, group, requestID string, endsAt time.Time) {
 	}
 }
 
+// who identifies the caller's token in the cache without storing it.
+func (e *env) who() string {
+	sum := sha256.Sum256([]byte(e.token()))
+	return hex.EncodeToString(sum[:8])
+}
+
 // grantRefused reports whether the server refused a certificate because
-// the cached grant is no longer usable by this caller.
+// the cached grant itself cannot be used any more (ended, revoked, not
+// approved, not this caller's, unknown). Other refusals (outside the
+// group's allowed hours, an approver who left the team, an outage) are
+// the answer for the grant's long-way lookup too, and are returned as
+// they are.
 func grantRefused(err error) bool {
 	var ae *api.Error
 	if !errors.As(err, &ae) {
 		return false
 	}
-	return ae.Status == http.StatusConflict || ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden
+	switch ae.Code {
+	case "grant_ended", "request_not_approved", "not_requester", "request_not_found", "invalid_request_id":
+		return true
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -26,6 +27,9 @@ type env struct {
 
 	server string // --server
 	output string // --output
+
+	tokenOnce sync.Once // token is looked up once per process (it may run gh)
+	tokenVal  string
 }
 
 // commands are the top-level commands, by name. A run whose first argument
@@ -141,6 +145,11 @@ func (e *env) serverURL() string {
 // then the file 'jit-ssh auth login' stored, then the token of an installed
 // gh. It is never printed.
 func (e *env) token() string {
+	e.tokenOnce.Do(func() { e.tokenVal = e.lookupToken() })
+	return e.tokenVal
+}
+
+func (e *env) lookupToken() string {
 	for _, k := range []string{"JIT_SSH_TOKEN", "GITHUB_TOKEN"} {
 		if t := strings.TrimSpace(e.getenv(k)); t != "" {
 			return t
