@@ -93,7 +93,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	var err error
 	// The writer never checkpoints the WAL itself (wal_autocheckpoint 0):
 	// the walCheckpointer does, on its own connection.
-	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -129,7 +129,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, classify("reading chain head", err)
 	}
 	d.nextEvent = last + 1
-	ck, err := sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)")
+	// A WAL that grew past 64 MiB (a long export kept the checkpoints
+	// from catching up) is cut back to that when it restarts.
+	ck, err := sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=journal_size_limit(67108864)")
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("store: %w", err)
@@ -141,10 +143,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 
 // Close closes the database.
 func (d *DB) Close() error {
-	errs := []error{d.reads.close(), d.stmts.close(), d.wal.close()}
+	// Readers first: the checkpointer's last, truncating checkpoint waits
+	// for open read transactions.
+	errs := []error{d.reads.close()}
 	if d.r != nil {
 		errs = append(errs, d.r.Close())
 	}
+	errs = append(errs, d.stmts.close(), d.wal.close())
 	if d.w != d.r {
 		errs = append(errs, d.w.Close())
 	}
