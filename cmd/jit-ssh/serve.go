@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -48,6 +49,7 @@ staging (auto-approved) and prod-db (one approval). Never use it in production.`
 			if o.dev == (o.config != "") {
 				return &usageError{errors.New("give exactly one of --config FILE or --dev")}
 			}
+			serverGC(e.getenv)
 			return o.run(cmd.Context(), e)
 		},
 	}
@@ -306,4 +308,20 @@ func (c *Config) apiLimits() api.Limits {
 		return out
 	}
 	return api.Limits{Requests: rate(c.Limits.Requests), Certificates: rate(c.Limits.Certificates)}
+}
+
+// serverGC tunes the garbage collector for the server unless GOGC or
+// GOMEMLIMIT say otherwise. Its live heap is a few MiB, so the default
+// (collect when the heap doubles) collects every few hundred certificates
+// and hundreds of times per large export (1.5 KB of garbage per row):
+// collecting at 5x the live heap took a 1,000,000-certificate export from
+// 7.7 to 5.7-6.1 s for 30 -> 44 MB of memory. The memory limit keeps the
+// heap in bounds should the live heap ever grow.
+func serverGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(512 << 20)
+	}
 }
