@@ -120,6 +120,11 @@ func TestOpenCreatesPrivateFileAndMigrates(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
+	// New ledgers have 16 KiB pages (a listing reads a quarter as many).
+	var pageSize int
+	if err := raw.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil || pageSize != 16384 {
+		t.Errorf("page_size = %d (%v), want 16384", pageSize, err)
+	}
 	for _, table := range []string{"requests", "reviews", "certificates", "events", "schema_migrations"} {
 		var n int
 		if err := raw.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,23 +26,31 @@ type walCheckpointer struct {
 	// writer is held across every write transaction (DB.mu). SQLite
 	// starts the WAL over only when a checkpoint has caught up with its
 	// end before the next write begins, which under steady writes a
-	// concurrent checkpoint never does: once a pass leaves walRestartFrames
-	// or more frames, the checkpointer copies the few frames left while
+	// concurrent checkpoint never does: once a pass leaves walRestartBytes
+	// or more, the checkpointer copies the few frames left while
 	// holding the writer back, so the WAL restarts and stays bounded.
 	writer sync.Locker
 	kick   chan struct{}
+	burst  chan struct{} // walBurstCommits commits since the last checkpoint
+	since  atomic.Int64  // commits since the last checkpoint
 	stop   chan struct{}
 	done   sync.WaitGroup
 	once   sync.Once
 	err    error
+	page   int64 // the ledger's page size, read once (run's goroutine only)
 }
 
-// walRestartFrames is the WAL size, in frames, past which the checkpointer
-// makes the log start over (see walCheckpointer.writer).
-const walRestartFrames = 1000
+// walBurstCommits commits end the wait between checkpoints early: a fast
+// run of small commits must not outgrow walRestartBytes in one interval.
+const walBurstCommits = 32
+
+// walRestartBytes is the WAL size past which the checkpointer makes the
+// log start over (see walCheckpointer.writer): 1000 frames of 4 KiB pages,
+// SQLite's own automatic checkpoint threshold.
+const walRestartBytes = 4000 * 1024
 
 func newWALCheckpointer(db *sql.DB, writer sync.Locker) *walCheckpointer {
-	c := &walCheckpointer{db: db, writer: writer, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	c := &walCheckpointer{db: db, writer: writer, kick: make(chan struct{}, 1), burst: make(chan struct{}, 1), stop: make(chan struct{})}
 	c.done.Add(1)
 	go c.run()
 	return c
@@ -56,6 +65,12 @@ func (c *walCheckpointer) committed() {
 	case c.kick <- struct{}{}:
 	default:
 	}
+	if c.since.Add(1) == walBurstCommits {
+		select {
+		case c.burst <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (c *walCheckpointer) run() {
@@ -66,9 +81,14 @@ func (c *walCheckpointer) run() {
 			return
 		case <-c.kick:
 		}
+		c.since.Store(0)
+		select {
+		case <-c.burst: // a burst signalled during the last wait
+		default:
+		}
 		// A failed checkpoint is retried after the next commit; the WAL
 		// keeps every committed page meanwhile.
-		if frames, err := c.checkpoint(); err == nil && frames >= walRestartFrames {
+		if frames, err := c.checkpoint(); err == nil && frames*c.pageSize() >= walRestartBytes {
 			c.writer.Lock()
 			_, _ = c.checkpoint()
 			c.writer.Unlock()
@@ -77,8 +97,19 @@ func (c *walCheckpointer) run() {
 		case <-c.stop:
 			return
 		case <-time.After(walCheckpointInterval):
+		case <-c.burst:
 		}
 	}
+}
+
+// pageSize returns the ledger's page size (the size of a WAL frame's page).
+func (c *walCheckpointer) pageSize() int64 {
+	if c.page == 0 {
+		if err := c.db.QueryRowContext(context.Background(), `PRAGMA page_size`).Scan(&c.page); err != nil || c.page <= 0 {
+			return 4096
+		}
+	}
+	return c.page
 }
 
 // checkpoint copies what it can of the WAL into the ledger file without
