@@ -120,10 +120,10 @@ func TestOpenCreatesPrivateFileAndMigrates(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
-	// New ledgers have 16 KiB pages (a listing reads a quarter as many).
+	// New ledgers have 8 KiB pages (a listing reads half as many).
 	var pageSize int
-	if err := raw.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil || pageSize != 16384 {
-		t.Errorf("page_size = %d (%v), want 16384", pageSize, err)
+	if err := raw.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil || pageSize != 8192 {
+		t.Errorf("page_size = %d (%v), want 8192", pageSize, err)
 	}
 	for _, table := range []string{"requests", "reviews", "certificates", "events", "schema_migrations"} {
 		var n int
