@@ -35,7 +35,8 @@ func newSigner(t *testing.T) ssh.Signer {
 // 6, reopened with the checkpoint signer, and the signer.
 func checkpointedLedger(t *testing.T) (*store.DB, string, ssh.Signer) {
 	t.Helper()
-	_, path, _ := ledgerWithEvents(t)
+	first, path, _ := ledgerWithEvents(t)
+	first.Close() // one writer at a time: the ledger is locked while open
 	signer := newSigner(t)
 	db, err := store.Open(t.Context(), path, store.WithCheckpointSigner(signer), store.WithClock(func() time.Time { return t0.Add(time.Hour) }))
 	if err != nil {
@@ -198,7 +199,9 @@ func TestCheckpointKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A checkpoint by another key, as an attacker holding their own key
-	// would add after truncating.
+	// would add after truncating (once the server is stopped: the ledger
+	// is locked while open).
+	db.Close()
 	mallory := newSigner(t)
 	forger, err := store.Open(t.Context(), path, store.WithCheckpointSigner(mallory), store.WithCheckpointFile("-"))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -39,6 +40,8 @@ var (
 	ErrUnavailable = ca.ErrLedgerUnavailable
 	// ErrDuplicate: a unique key (serial, request ID) already exists.
 	ErrDuplicate = errors.New("store: duplicate key")
+	// ErrInUse: another process has the ledger open for writing.
+	ErrInUse = errors.New("store: ledger in use")
 )
 
 // DB is the ledger.
@@ -58,6 +61,7 @@ type DB struct {
 	wal   *walCheckpointer
 
 	requests requestCache // grants as last read; dropped on every request write
+	lock     *os.File     // holds the exclusive flock on path+".lock"
 
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
@@ -80,20 +84,26 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	lock, err := lockLedger(path)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
+			lock.Close()
 			return nil, fmt.Errorf("store: creating ledger: %w", err)
 		}
 		f.Close()
 		if err := initLedgerFile(ctx, path); err != nil {
+			lock.Close()
 			return nil, err
 		}
 	}
 	d := newDB(path, opts)
+	d.lock = lock
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	pragmas := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
-	var err error
 	// The writer never checkpoints the WAL itself (wal_autocheckpoint 0):
 	// the walCheckpointer does, on its own connection.
 	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
@@ -183,7 +193,31 @@ func (d *DB) Close() error {
 	if d.w != d.r {
 		errs = append(errs, d.w.Close())
 	}
+	if d.lock != nil {
+		errs = append(errs, d.lock.Close()) // releases the lock
+		d.lock = nil
+	}
 	return errors.Join(errs...)
+}
+
+// lockLedger takes the ledger's writer lock: an exclusive flock on
+// path+".lock", held while the DB is open. The store keeps the chain's
+// head, the next event id and a request cache in memory, which is right
+// only while one process writes the ledger; a second server on the same
+// data directory is refused at start instead of corrupting the chain.
+func lockLedger(path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: opening the ledger's lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil { //nolint:gosec // a file descriptor fits an int
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is in use by another jit-ssh process (it holds %s.lock); stop it, or give this one its own data directory", ErrInUse, path, path)
+		}
+		return nil, fmt.Errorf("store: locking the ledger: %w", err)
+	}
+	return f, nil
 }
 
 // Path returns the ledger file's path.

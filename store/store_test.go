@@ -822,7 +822,7 @@ func TestIssueCommitsBeforeReturning(t *testing.T) {
 		t.Fatalf("Issue: %v", err)
 	}
 
-	second, err := store.Open(ctx, path)
+	second, err := store.OpenReadOnly(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
