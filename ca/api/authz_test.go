@@ -61,6 +61,7 @@ const everyone200 = "200 200 200 200 200 200 200"
 var authzMatrix = []authzRow{
 	// Public: hosts and load balancers call these without a token.
 	{pattern: "GET /healthz", setup: noSetup, want: everyone200, public: true},
+	{pattern: "GET /metrics", setup: noSetup, want: everyone200, public: true},
 	{pattern: "GET /v1/ca", setup: noSetup, want: everyone200, public: true},
 	{pattern: "GET /v1/host-groups/{name}", setup: func(*hardFixture) badInputState { return badInputState{"name": "prod-db"} }, want: everyone200, public: true},
 	{pattern: "GET /v1/krl", setup: noSetup, want: everyone200, public: true},

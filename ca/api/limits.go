@@ -110,6 +110,9 @@ func (s *Server) limited(l *limiter, h handler) handler {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limited", slog.String("login", login),
 			slog.String("path", r.URL.Path), slog.Int("retry_after_seconds", secs))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		if l == s.certLimit {
+			s.metrics.certificateRefused("rate_limited")
+		}
 		writeError(w, http.StatusTooManyRequests, "rate_limited",
 			fmt.Sprintf("too many %s for %s (at most %g a minute); try again in %d s", l.what, login, l.rate.PerMinute, secs))
 	}

@@ -55,6 +55,7 @@ type Server struct {
 
 	limits              Limits
 	reqLimit, certLimit *limiter // nil: no limit
+	metrics             *metrics
 }
 
 // ServerOption configures a Server.
@@ -82,8 +83,10 @@ func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledge
 		s.now = time.Now
 	}
 	s.reqLimit, s.certLimit = newLimiter("requests", s.limits.Requests), newLimiter("certificates", s.limits.Certificates)
+	s.metrics = newMetrics(time.Now())
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", s.health)
+	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.HandleFunc("GET /v1/ca", s.getCA)
 	m.HandleFunc("GET /v1/host-groups/{name}", s.getHostGroup)
 	m.HandleFunc("POST /v1/requests", s.authed(s.limited(s.reqLimit, s.createRequest)))
@@ -512,15 +515,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, login string) {
 		s.fail(w, r, err)
 		return
 	}
+	start := time.Now()
 	rec, err := s.issueCert(r.Context(), login, body)
 	if err != nil {
 		status, code, msg := classify(err)
 		if status != http.StatusUnauthorized {
 			s.refused(r.Context(), login, body.RequestID, body.PublicKey, code, msg)
 		}
+		s.metrics.certificateRefused(code)
 		s.fail(w, r, err)
 		return
 	}
+	s.metrics.certificateIssued(rec.HostGroup, time.Since(start))
 	writeJSON(w, http.StatusCreated, certificateView(rec))
 }
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +58,24 @@ func TestLoginRemembersGrant(t *testing.T) {
 	}
 	if b, err := os.ReadFile(cache); err != nil || strings.Contains(string(b), reqID) {
 		t.Errorf("grant cache still names the revoked grant %s: %s (%v)", reqID, b, err)
+	}
+
+	// The server's /metrics (no token, like /healthz) counted the same.
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\njit_ssh_certificates_issued_total{host_group=\"prod-db\"} 2\n",
+		"\njit_ssh_certificate_refusals_total{code=\"grant_ended\"} 1\n",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET /metrics has no line %q:\n%s", strings.TrimSpace(want), body)
+		}
 	}
 }
