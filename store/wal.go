@@ -38,6 +38,8 @@ type walCheckpointer struct {
 	once   sync.Once
 	err    error
 	page   int64 // the ledger's page size, read once (run's goroutine only)
+
+	failures atomic.Uint64 // checkpoints that failed (GET /metrics)
 }
 
 // walBurstCommits commits end the wait between checkpoints early: a fast
@@ -117,7 +119,21 @@ func (c *walCheckpointer) pageSize() int64 {
 func (c *walCheckpointer) checkpoint() (frames int64, err error) {
 	var busy, done int64
 	err = c.db.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done)
+	if err != nil {
+		c.failures.Add(1)
+	}
 	return frames, err
+}
+
+// WALCheckpointFailures returns how many background checkpoints of the
+// write-ahead log have failed since Open. Commits stay durable without
+// them, but a ledger whose checkpoints keep failing (a read-only or full
+// ledger file) grows its -wal file without bound.
+func (d *DB) WALCheckpointFailures() uint64 {
+	if d.wal == nil {
+		return 0
+	}
+	return d.wal.failures.Load()
 }
 
 // close stops the checkpointer, copies what the WAL still holds into the

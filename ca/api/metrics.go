@@ -99,5 +99,10 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	bw := bufio.NewWriter(w)
 	s.metrics.write(bw, time.Now())
+	if l, ok := s.ledger.(interface{ WALCheckpointFailures() uint64 }); ok {
+		const name = "jit_ssh_ledger_wal_checkpoint_failures_total"
+		fmt.Fprintf(bw, "# HELP %s Background checkpoints of the ledger's write-ahead log that failed (its -wal file grows while they do).\n# TYPE %s counter\n%s %d\n",
+			name, name, name, l.WALCheckpointFailures())
+	}
 	_ = bw.Flush() // a scraper that went away is not an error
 }

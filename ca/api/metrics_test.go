@@ -79,6 +79,7 @@ func TestMetrics(t *testing.T) {
 		`jit_ssh_certificate_refusals_total{code="grant_ended"}`:       "1",
 		`jit_ssh_certificate_issue_seconds_count`:                      "3",
 		`jit_ssh_certificate_issue_seconds_bucket{le="+Inf"}`:          "3",
+		`jit_ssh_ledger_wal_checkpoint_failures_total`:                 "0",
 	} {
 		if got := m[name]; got != want {
 			t.Errorf("%s = %q, want %s", name, got, want)
