@@ -118,6 +118,26 @@ func (s *Server) requireAuditor(w http.ResponseWriter, r *http.Request, login st
 	return ok
 }
 
+// ownUnlessAuditor scopes a listing: auditors may list anyone's, others
+// only their own. asked is the user the caller filtered on ("" for none);
+// a non-auditor asking for someone else gets 403 (written here, ok false).
+// narrow reports that the listing must be limited to login.
+func (s *Server) ownUnlessAuditor(w http.ResponseWriter, r *http.Request, login, asked, refusal string) (narrow, ok bool) {
+	auditor, err := s.svc.IsAuditor(r.Context(), login)
+	if err != nil {
+		s.fail(w, r, err)
+		return false, false
+	}
+	if auditor {
+		return false, true
+	}
+	if asked != "" && asked != login {
+		writeError(w, http.StatusForbidden, "not_an_auditor", refusal)
+		return false, false
+	}
+	return true, true
+}
+
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string) {
 	q := r.URL.Query()
 	f := store.EventFilter{Actor: q.Get("user"), Type: q.Get("type"), RequestID: q.Get("request_id"), Group: q.Get("group")}
@@ -134,18 +154,13 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string
 		s.fail(w, r, err)
 		return
 	}
-	auditor, err := s.svc.IsAuditor(r.Context(), login)
-	if err != nil {
-		s.fail(w, r, err)
+	narrow, ok := s.ownUnlessAuditor(w, r, login, f.Actor, "only auditors may read other users' events")
+	if !ok {
 		return
 	}
-	if !auditor {
+	if narrow {
 		// Others see their own story: what they did, and what happened
 		// to their requests.
-		if f.Actor != "" && f.Actor != login {
-			writeError(w, http.StatusForbidden, "not_an_auditor", "only auditors may read other users' events")
-			return
-		}
 		f.Involving = login
 	}
 	s.stream(w, r, func(emit func(any) error) error {

@@ -624,16 +624,11 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, login 
 		s.fail(w, r, err)
 		return
 	}
-	auditor, err := s.svc.IsAuditor(r.Context(), login)
-	if err != nil {
-		s.fail(w, r, err)
+	narrow, ok := s.ownUnlessAuditor(w, r, login, f.User, "only auditors may list other users' certificates")
+	if !ok {
 		return
 	}
-	if !auditor {
-		if f.User != "" && f.User != login {
-			writeError(w, http.StatusForbidden, "not_an_auditor", "only auditors may list other users' certificates")
-			return
-		}
+	if narrow {
 		f.User = login
 	}
 	s.stream(w, r, func(emit func(any) error) error {
