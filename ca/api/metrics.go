@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -58,10 +59,8 @@ func (m *metrics) certificateRefused(code string) {
 	m.refused[code]++
 }
 
-// labelValue escapes a label value as the text format requires.
-func labelValue(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
+// labelEscaper escapes a label value as the text format requires.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
@@ -71,14 +70,8 @@ func (m *metrics) write(w *bufio.Writer, now time.Time) {
 	defer m.mu.Unlock()
 	counter := func(name, help, label string, byLabel map[string]uint64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range byLabel {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
-			fmt.Fprintf(w, "%s{%s=\"%s\"} %d\n", name, label, labelValue(k), byLabel[k])
+		for _, k := range slices.Sorted(maps.Keys(byLabel)) {
+			fmt.Fprintf(w, "%s{%s=\"%s\"} %d\n", name, label, labelEscaper.Replace(k), byLabel[k])
 		}
 	}
 	counter("jit_ssh_certificates_issued_total", "Certificates issued (recorded in the ledger and returned), by host group.", "host_group", m.issued)
