@@ -60,3 +60,34 @@ func TestGetRequestAfterWrites(t *testing.T) {
 		t.Errorf("GetRequest after a revocation ended the grant still shows it running (ended_at zero)")
 	}
 }
+
+// TestReadOnlyGetRequestIsFresh: a read-only open shares the file with the
+// server that writes it, so it must not answer from a cache.
+func TestReadOnlyGetRequestIsFresh(t *testing.T) {
+	ctx := t.Context()
+	db, path := openDB(t)
+	r := newRequest("r-aaaaaaaaaaaaaaaa", "alice", "prod-db", ca.StateApproved, t0)
+	create(t, db, r)
+	ro, err := store.OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	before, err := ro.GetRequest(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := *before
+	next.Version++
+	if err := db.ApplyRequestChange(ctx, ca.RequestChange{Request: &next, PrevVersion: before.Version,
+		Review: &ca.Review{Reviewer: "bob", Event: ca.ReviewComment, Body: "ok", CreatedAt: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ro.GetRequest(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Version != next.Version || len(after.Reviews) != 1 {
+		t.Errorf("read-only GetRequest after the server's write: version %d with %d reviews, want %d with 1", after.Version, len(after.Reviews), next.Version)
+	}
+}

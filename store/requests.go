@@ -85,8 +85,11 @@ func scanRequest(s interface{ Scan(...any) error }) (*ca.Request, error) {
 
 // GetRequest returns a request with its reviews, oldest first.
 func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
+	// Only the ledger's writer may cache: it sees every change. A
+	// read-only open shares the file with a server that writes it.
+	writer := d.lock != nil
 	cached, gen := d.requests.get(id)
-	if cached != nil {
+	if writer && cached != nil {
 		return cached, nil
 	}
 	var row *sql.Row
@@ -105,7 +108,9 @@ func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
 	if err := d.loadReviews(ctx, []*ca.Request{r}); err != nil {
 		return nil, err
 	}
-	d.requests.put(r, gen)
+	if writer {
+		d.requests.put(r, gen)
+	}
 	return r, nil
 }
 
