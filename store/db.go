@@ -102,7 +102,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	}
 	d := newDB(path, opts)
 	d.lock = lock
-	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	base := ledgerURI(path)
 	pragmas := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
 	// The writer never checkpoints the WAL itself (wal_autocheckpoint 0):
 	// the walCheckpointer does, on its own connection.
@@ -164,11 +164,14 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 // (0.99 at 8 KiB). Ledgers created before keep their page size.
 const ledgerPageSize = 8192
 
+// ledgerURI is the SQLite URI of the ledger file at path, before options.
+func ledgerURI(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
+
 // initLedgerFile sets a new, empty ledger file's page size and WAL mode.
 // The page size can only be chosen before the file has content and before
 // it is in WAL mode, so on a plain connection of its own.
 func initLedgerFile(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath())
+	db, err := sql.Open("sqlite", ledgerURI(path))
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -366,7 +369,7 @@ func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*DB, error)
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	base := ledgerURI(path)
 	r, err := sql.Open("sqlite", base+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
