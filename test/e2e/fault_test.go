@@ -395,7 +395,7 @@ func TestFaultLedgerReadOnly(t *testing.T) {
 			_ = exec.Command(chattr, "-i", f).Run()
 		}
 	})
-	faultLedger(t, srv, "read-only", func() { set("+i") }, func() { set("-i") })
+	faultLedger(t, srv, "read-only", false, func() { set("+i") }, func() { set("-i") })
 }
 
 // TestFaultLedgerFull runs the server with its data dir on a small tmpfs
@@ -437,7 +437,7 @@ func TestFaultLedgerFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	faultLedger(t, srv, "full", fill, func() {
+	faultLedger(t, srv, "full", true, fill, func() {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
@@ -446,7 +446,10 @@ func TestFaultLedgerFull(t *testing.T) {
 
 // faultLedger breaks the ledger's disk under a running dev server and
 // checks that issuance fails closed with ledger_unavailable and resumes.
-func faultLedger(t *testing.T, srv *server, what string, breakIt, restore func()) {
+// walSpace: after the first refusal, commits may still fit into the space
+// the WAL file already has (a full disk, unlike a read-only file); each
+// certificate that gets through must then be in the ledger.
+func faultLedger(t *testing.T, srv *server, what string, walSpace bool, breakIt, restore func()) {
 	t.Helper()
 	pid := srv.cmd.Process.Pid
 	alice := faultClient(t, srv, "dev-alice")
@@ -483,7 +486,7 @@ func faultLedger(t *testing.T, srv *server, what string, breakIt, restore func()
 	refusals := 0
 	for i := range 3 {
 		cert, err := faultIssue(alice, reqID, faultKey(t))
-		if err == nil && what == "full" {
+		if err == nil && walSpace {
 			// The background checkpoint restarted the WAL: the next
 			// commits fit into the space the WAL file already has. They
 			// are ordinary, recorded certificates (checked below).
@@ -493,7 +496,7 @@ func faultLedger(t *testing.T, srv *server, what string, breakIt, restore func()
 		want503(t, fmt.Sprintf("ledger %s, attempt %d", what, i+1), cert, err, "ledger_unavailable", "ledger", "no certificate")
 		refusals++
 	}
-	if what == "full" {
+	if walSpace {
 		t.Logf("ledger full: %d of 3 further attempts refused, the others fit into the WAL's space", refusals)
 		r := cli.run("login", "staging", "--duration", "1h", "--reason", "fault test", "--timeout", "40s")
 		t.Logf("ledger full: login exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
