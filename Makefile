@@ -22,16 +22,24 @@ help: ## list the targets
 build: ## build bin/jit-ssh (static: no cgo, so no dynamic loader at every start)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(JIT) ./cmd/jit-ssh
 
-.PHONY: vault
-vault: $(VAULT) ## build the pinned Vault dev server into bin/ (once; reused afterwards)
+.PHONY: setup
+setup: ## install the system packages the tests need (OpenSSH, sqlite3, a C compiler) when missing
+	@tools/setup.sh test
 
-# Built once; delete bin/vault (or run clean-all) after changing the pin.
-$(VAULT):
-	@echo "building the pinned Vault server into $(VAULT) (first time only; takes a while on 2 cores)"
-	cd test/vaultserver && $(GO) build -trimpath -o ../../$(VAULT) .
+# The demo and the benchmarks need less than the tests; each runs its own
+# set-up before anything else.
+.PHONY: setup-demo setup-bench
+setup-demo:
+	@tools/setup.sh demo
+setup-bench:
+	@tools/setup.sh bench
+
+.PHONY: vault
+vault: ## the pinned Vault dev server in bin/: built once per machine (several minutes), then shared by every clone
+	@GO=$(GO) tools/vault.sh $(VAULT)
 
 .PHONY: test
-test: build vault ## run every test (unit + end-to-end with real sshd, ssh-agent, Vault, SQLite) under -race
+test: setup build vault ## run every test (unit + end-to-end with real sshd, ssh-agent, Vault, SQLite) under -race
 	JIT_SSH_BIN=$(CURDIR)/$(JIT) JIT_SSH_VAULT_BIN=$(CURDIR)/$(VAULT) $(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-short
@@ -48,21 +56,19 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s, about 5 min in al
 	done
 
 .PHONY: demo
-demo: build ## run the whole JIT flow on the embedded default: server, sshd, request, approval, login, ssh, audit
+demo: setup-demo build ## run the whole JIT flow on the embedded default: server, sshd, request, approval, login, ssh, audit
 	JIT=$(CURDIR)/$(JIT) bash test/demo/demo.sh
 
 .PHONY: demo-vault
-demo-vault: build vault ## the same flow with the CA key in a real Vault (bin/vault dev server), AppRole login, a seal that fails closed
+demo-vault: setup-demo build vault ## the same flow with the CA key in a real Vault (bin/vault dev server), AppRole login, a seal that fails closed
 	JIT=$(CURDIR)/$(JIT) VAULT=$(CURDIR)/$(VAULT) bash test/demo/demo-vault.sh
 
 .PHONY: bench
-bench: build ## benchmarks side by side with Vault and sqlite3 (about 5 min); table + bench/last.json
-	@test -x $(VAULT) || $(MAKE) vault
+bench: setup-bench build vault ## benchmarks side by side with Vault and sqlite3 (about 5 min); table + bench/last.json
 	$(GO) run ./test/bench -jit $(JIT) -vault $(VAULT) -out bench/last.json $(BENCHFLAGS)
 
 .PHONY: bench-quick
-bench-quick: build ## a subset of the benchmarks in under a minute (smaller ledger, fewer runs)
-	@test -x $(VAULT) || $(MAKE) vault
+bench-quick: setup-bench build vault ## a subset of the benchmarks in under a minute (smaller ledger, fewer runs)
 	$(GO) run ./test/bench -quick -jit $(JIT) -vault $(VAULT) -out bench/last.json $(BENCHFLAGS)
 
 .PHONY: lint
@@ -80,7 +86,7 @@ vuln: ## check dependencies for known vulnerabilities
 	$(GO) tool -modfile=tools/go.mod govulncheck ./...
 
 .PHONY: cover
-cover: build vault ## test with a coverage report in coverage.html
+cover: setup build vault ## test with a coverage report in coverage.html
 	JIT_SSH_BIN=$(CURDIR)/$(JIT) JIT_SSH_VAULT_BIN=$(CURDIR)/$(VAULT) $(GO) test -count=1 -coverprofile=coverage.out ./...
 	$(GO) tool cover -html=coverage.out -o coverage.html
 
