@@ -48,6 +48,7 @@ type Service struct {
 	log        *slog.Logger
 	watch      notifier
 	sink       Notifier // told about committed changes; nil = nobody
+	signInHint string   // "; " + WithSignInHint's hint, or ""
 }
 
 // ServiceOption configures a Service.
@@ -58,6 +59,19 @@ func WithClock(now func() time.Time) ServiceOption { return func(s *Service) { s
 
 // WithPendingTTL sets how long a request may stay pending before it expires.
 func WithPendingTTL(d time.Duration) ServiceOption { return func(s *Service) { s.pendingTTL = d } }
+
+// WithSignInHint adds hint to the refusals of a missing or unknown token
+// (after "; "): the dev server names its demo tokens there.
+func WithSignInHint(hint string) ServiceOption {
+	return func(s *Service) {
+		if hint != "" {
+			s.signInHint = "; " + hint
+		}
+	}
+}
+
+// CodeUnauthenticated is the error code of a missing or refused token.
+const CodeUnauthenticated = "unauthenticated"
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) ServiceOption { return func(s *Service) { s.log = l } }
@@ -97,17 +111,17 @@ func (s *Service) Groups() []string {
 // Authenticate resolves a bearer token to a login.
 func (s *Service) Authenticate(ctx context.Context, token string) (string, error) {
 	if token == "" {
-		return "", newErr(ErrUnauthenticated, "unauthenticated", "no bearer token; sign in with 'jit-ssh auth login' or set JIT_SSH_TOKEN")
+		return "", newErr(ErrUnauthenticated, CodeUnauthenticated, "no bearer token; sign in with 'jit-ssh auth login' or set JIT_SSH_TOKEN%s", s.signInHint)
 	}
 	login, err := s.dir.Authenticate(ctx, token)
 	switch {
 	case err == nil:
 		if ca.CheckLogin(login) != nil {
-			return "", newErr(ErrUnauthenticated, "unauthenticated", "the identity provider returned an unusable login")
+			return "", newErr(ErrUnauthenticated, CodeUnauthenticated, "the identity provider returned an unusable login")
 		}
 		return login, nil
 	case errors.Is(err, ErrUnauthenticated):
-		return "", newErr(ErrUnauthenticated, "unauthenticated", "the token was not accepted; sign in again with 'jit-ssh auth login'")
+		return "", newErr(ErrUnauthenticated, CodeUnauthenticated, "the token was not accepted; sign in again with 'jit-ssh auth login' or set JIT_SSH_TOKEN%s", s.signInHint)
 	default:
 		return "", s.unavailable(err)
 	}
@@ -171,6 +185,20 @@ func (s *Service) newID() (string, error) {
 	return "r-" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:])), nil
 }
 
+// CodeReasonRequired is the error code of a request, or an edit, without
+// a reason for a group whose approvers must read one.
+const CodeReasonRequired = "reason_required"
+
+// errReasonRequired refuses a request for group (or, with group "", an
+// edit of a pending one) without a reason: its approvers decide from it.
+// Auto-approved groups need none; their requests still record one if given.
+func errReasonRequired(group string) *Error {
+	if group == "" {
+		return newErr(ErrInvalid, CodeReasonRequired, "a pending request needs a reason: its approvers decide from it")
+	}
+	return newErr(ErrInvalid, CodeReasonRequired, "a reason is required: %s needs approval, and its approvers decide from the reason", group)
+}
+
 // Create files a request by login for group. A group that needs no
 // approvals grants it at once.
 func (s *Service) Create(ctx context.Context, login, group string, d time.Duration, reason string) (_ *ca.Request, err error) {
@@ -183,6 +211,9 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	}
 	if err := checkText("reason", reason, MaxReasonLen); err != nil {
 		return nil, err
+	}
+	if p.ApprovalsRequired > 0 && strings.TrimSpace(reason) == "" {
+		return nil, errReasonRequired(group)
 	}
 	ok, err := s.memberOfAny(ctx, login, p.Requesters)
 	if err != nil {
@@ -598,6 +629,10 @@ func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, r
 	if reason != nil {
 		if err := checkText("reason", *reason, MaxReasonLen); err != nil {
 			return nil, err
+		}
+		// Only pending requests can be edited, and those wait for an approver.
+		if strings.TrimSpace(*reason) == "" {
+			return nil, errReasonRequired("")
 		}
 	}
 	return s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {

@@ -558,7 +558,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// DevConfig is the embedded default of SPEC section 4a.
+// DevConfig is the embedded default of serve --dev: the demo users and host
+// groups the README's "Try it by hand" lists.
 func DevConfig(dataDir, listen string) *Config {
 	one, zero := 1, 0
 	users := map[string]StaticUserConfig{}

@@ -52,7 +52,7 @@ in memory and in the agent.`,
 		},
 	}
 	cmd.Flags().DurationVar(&o.duration, "duration", 0, "grant length for a new request (default: the group's default, at most its max_duration)")
-	cmd.Flags().StringVar(&o.reason, "reason", "", "why you need access (shown to approvers)")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why you need access, for a new request (required where the group needs approval: its approvers decide from it)")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "file the request and return without waiting for approval")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long to wait for approval")
 	return cmd
@@ -74,6 +74,7 @@ func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error
 	server := e.serverURL()
 	if g, ok := e.cachedGrantFor(server, o.group, time.Now()); ok {
 		fmt.Fprintf(e.stderr, "Using your open grant %s for %s (remembered; ends in %s).\n", g.RequestID, g.Group, until(g.EndsAt, time.Now()))
+		o.noteUnused(e, g.RequestID, "approved")
 		err := issueAndLoad(ctx, e, c, keys, &api.Request{ID: g.RequestID, HostGroup: g.Group}, key)
 		if !grantRefused(err) {
 			return err
@@ -118,12 +119,14 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c *api.Client) 
 		}
 		if r.State == "approved" && r.GrantEndsAt != nil && r.GrantEndsAt.After(now.Add(grantMargin)) {
 			fmt.Fprintf(e.stderr, "Using your open grant %s for %s (ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, now))
+			o.noteUnused(e, r.ID, r.State)
 			return r, nil
 		}
 	}
 	for i := range mine {
 		if r := &mine[i]; r.HostGroup == o.group && r.State == "pending" {
 			fmt.Fprintf(e.stderr, "Your request %s for %s is already waiting for review.\n", r.ID, r.HostGroup)
+			o.noteUnused(e, r.ID, r.State)
 			return r, nil
 		}
 	}
@@ -141,6 +144,26 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c *api.Client) 
 		fmt.Fprintf(e.stderr, "Requested %s as %s.\n", r.HostGroup, r.ID)
 	}
 	return r, nil
+}
+
+// noteUnused says so when --duration or --reason were given but login
+// reuses an existing request (id, in state) and so does not apply them.
+func (o *loginOptions) noteUnused(e *env, id, state string) {
+	var flags []string
+	if o.duration > 0 {
+		flags = append(flags, "--duration "+o.duration.String())
+	}
+	if o.reason != "" {
+		flags = append(flags, "--reason")
+	}
+	if len(flags) == 0 {
+		return
+	}
+	how := fmt.Sprintf("to change it, run 'jit-ssh request edit %s' (a duration may only be narrowed) or cancel it with 'jit-ssh request cancel %s' and log in again", id, id)
+	if state == "approved" {
+		how = fmt.Sprintf("to get a different grant, end this one with 'jit-ssh request cancel %s' and log in again", id)
+	}
+	fmt.Fprintf(e.stderr, "Note: %s not used: they apply to a new request, and %s is reused; %s.\n", strings.Join(flags, " and "), id, how)
 }
 
 func asked(r *api.Request) string {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
@@ -103,6 +104,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &ae) && ae.Code == approval.CodeReasonRequired:
+		return exitUsage
 	case errors.As(err, &de):
 		return exitDenied
 	case errors.Is(err, errTimedOut):
@@ -118,9 +121,13 @@ func exitCode(err error) int {
 func message(err error) string {
 	var ae *api.Error
 	if errors.As(err, &ae) {
-		switch ae.Status {
-		case http.StatusUnauthorized:
-			return ae.Message + " (set JIT_SSH_TOKEN, or sign in with 'jit-ssh auth login')"
+		switch {
+		case ae.Code == approval.CodeReasonRequired:
+			return ae.Message + `; give one with --reason "..."`
+		case ae.Status == http.StatusUnauthorized && ae.Code != approval.CodeUnauthenticated:
+			// Not a jit-ssh server's own refusal (those say how to sign
+			// in): a proxy in front of it, say.
+			return ae.Message + " (sign in with 'jit-ssh auth login' or set JIT_SSH_TOKEN)"
 		default:
 			return ae.Message
 		}

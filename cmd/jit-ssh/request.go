@@ -38,9 +38,6 @@ func newRequestCreateCmd(e *env) *cobra.Command {
 		Example: `  jit-ssh request create prod-db --duration 30m --reason "INC-1234: replica lag"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(reason) == "" {
-				return &usageError{errors.New("--reason is required: approvers need to know why")}
-			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -57,7 +54,7 @@ func newRequestCreateCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 0, "grant length (default: the group's default)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why you need access (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why you need access (required where the group needs approval: its approvers decide from it)")
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -97,26 +98,97 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 			root.AddCommand(c.new(e))
 		}
 	}
-	for _, c := range root.Commands() {
-		wrapArgs(c)
-	}
+	wrapArgs(root)
 	return root
 }
 
-// wrapArgs makes argument-count errors usage errors (exit 2).
+// wrapArgs makes argument mistakes usage errors (exit 2) that name the
+// command's usage line, for c and every command below it. A command that
+// only groups others (jit-ssh, request, audit, ...) prints its help when
+// run alone and refuses an unknown subcommand, which cobra would otherwise
+// answer with the help text and exit 0.
 func wrapArgs(c *cobra.Command) {
-	if c.Args != nil {
-		check := c.Args
+	switch {
+	case c.HasSubCommands() && c.Run == nil && c.RunE == nil:
 		c.Args = func(cmd *cobra.Command, args []string) error {
-			if err := check(cmd, args); err != nil {
-				return &usageError{err}
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
 			}
 			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	case c.Args != nil:
+		check := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if check(cmd, args) == nil {
+				return nil
+			}
+			return argsError(cmd, args, check)
 		}
 	}
 	for _, sub := range c.Commands() {
 		wrapArgs(sub)
 	}
+}
+
+// unknownCommand refuses name under cmd, suggesting near names.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's own default, which SuggestionsFor does not apply
+	}
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(quoteAll(s), " or "))
+	}
+	return &usageError{fmt.Errorf("%s; run '%s --help' for its commands", msg, cmd.CommandPath())}
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+// argsError explains why args do not fit cmd (check refused them): the
+// first missing argument by the name its usage line gives it, or the first
+// argument too many; then the usage line.
+func argsError(cmd *cobra.Command, args []string, check cobra.PositionalArgs) error {
+	// The longest prefix of args that check accepts: the argument after it
+	// is one too many. No accepted prefix means something is missing.
+	what := ""
+	for n := len(args) - 1; n >= 0; n-- {
+		if check(cmd, args[:n]) == nil {
+			what = fmt.Sprintf("unexpected argument %q", args[n])
+			break
+		}
+	}
+	if what == "" {
+		what = "missing an argument"
+		if names := positionalNames(cmd.Use); len(args) < len(names) {
+			what = "missing " + names[len(args)]
+		}
+	}
+	return &usageError{fmt.Errorf("%s; usage: %s (see '%s --help')", what, cmd.UseLine(), cmd.CommandPath())}
+}
+
+// positionalNames lists the arguments a Use line names outside brackets
+// and flags: "create GROUP --duration D" gives [GROUP].
+func positionalNames(use string) []string {
+	var names []string
+	depth, afterFlag := 0, false
+	for i, f := range strings.Fields(use) {
+		if strings.HasPrefix(f, "[") || strings.HasPrefix(f, "(") {
+			depth++
+		}
+		if i > 0 && depth == 0 && !afterFlag && !strings.HasPrefix(f, "-") {
+			names = append(names, f)
+		}
+		afterFlag = strings.HasPrefix(f, "-")
+		depth = max(depth-strings.Count(f, "]")-strings.Count(f, ")"), 0)
+	}
+	return names
 }
 
 func newVersionCmd(e *env) *cobra.Command {

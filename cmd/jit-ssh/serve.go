@@ -53,7 +53,7 @@ staging (auto-approved) and prod-db (one approval). Never use it in production.`
 			return o.run(cmd.Context(), e)
 		},
 	}
-	cmd.Flags().StringVar(&o.config, "config", "", "server config file (YAML, SPEC section 4)")
+	cmd.Flags().StringVar(&o.config, "config", "", "server config file (YAML; the README's \"Configuring a real deployment\" has every key)")
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "run the embedded dev default (loopback only)")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address, overriding the config (dev default 127.0.0.1:7443)")
 	cmd.Flags().StringVar(&o.dataDir, "data-dir", "", "data directory, overriding the config")
@@ -150,7 +150,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	defer stopNotifier()
 	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,
 		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins),
-		approval.WithNotifier(notifier))
+		approval.WithNotifier(notifier), approval.WithSignInHint(devSignInHint(o.dev, cfg)))
 	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
 	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted), api.WithLimits(cfg.apiLimits()))
 
@@ -268,6 +268,20 @@ func newDirectory(cfg *Config) (approval.Directory, error) {
 	default:
 		return nil, fmt.Errorf("unknown identity type %q", cfg.Identity.Type)
 	}
+}
+
+// devSignInHint is what the dev server adds to a refused or missing token:
+// its demo tokens (they are printed at start anyway). Other servers add
+// nothing: their tokens are GitHub's.
+func devSignInHint(dev bool, cfg *Config) string {
+	if !dev || cfg.Identity.Static == nil {
+		return ""
+	}
+	tokens := make([]string, 0, len(cfg.Identity.Static.Users))
+	for _, login := range sortedKeys(cfg.Identity.Static.Users) {
+		tokens = append(tokens, cfg.Identity.Static.Users[login].Token)
+	}
+	return "this is a dev server: its tokens are dev-<login> (" + strings.Join(tokens, ", ") + "), e.g. JIT_SSH_TOKEN=dev-alice"
 }
 
 func printDevBanner(e *env, cfg *Config, url string) {

@@ -124,12 +124,10 @@ show "JIT_SSH_TOKEN=dev-bob jit-ssh review $ID --approve -m 'ok'"
 JIT_SSH_TOKEN=dev-bob "$JIT" review "$ID" --approve -m "ok" | indent bob
 wait "$LOGIN_PID"
 
-ssh_prod() {
-  ssh -F none -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
-    -o BatchMode=yes -o IdentityFile=none -o LogLevel=ERROR -p "$SPORT" "$LOGIN@127.0.0.1" "$@"
-}
 step "8. Plain ssh into the prod-db host, and the certificate's signer"
-show "ssh -p $SPORT $LOGIN@127.0.0.1 'echo hello from \$(hostname)'"
+write_ssh_config "$SPORT"
+ssh_prod() { ssh -F "$TMP/ssh_config" prod-db-demo "$@"; }
+show "ssh -F $TMP/ssh_config prod-db-demo 'echo \"hello from \$(hostname) as \$(whoami)\"'"
 ssh_prod 'echo "hello from $(hostname) as $(whoami)"' | indent
 JIT_SSH_TOKEN=dev-carol "$JIT" audit certs -o json | sed -n 's/.*"certificate":"\([^"]*\)".*/\1/p' | tail -1 >"$TMP/cert.pub"
 show "ssh-keygen -L -f cert.pub"

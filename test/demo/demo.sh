@@ -60,10 +60,9 @@ show "ssh-add -l"
 ssh-add -l | sed 's/^/    | /'
 
 step "7. Plain ssh into the prod-db host"
-show "ssh -p $PORT $LOGIN@127.0.0.1 'echo hello from \$(hostname) as \$(whoami)'"
-ssh -F none -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
-  -o BatchMode=yes -o IdentityFile=none -o LogLevel=ERROR -p "$PORT" "$LOGIN@127.0.0.1" \
-  'echo "hello from $(hostname) as $(whoami)"' | sed 's/^/    | /'
+write_ssh_config "$PORT"
+show "ssh -F $TMP/ssh_config prod-db-demo 'echo \"hello from \$(hostname) as \$(whoami)\"'"
+ssh -F "$TMP/ssh_config" prod-db-demo 'echo "hello from $(hostname) as $(whoami)"' | sed 's/^/    | /'
 say "sshd logged the certificate's evidence (who, which group, which request, approved by whom):"
 grep "Accepted publickey" "$TMP/sshd.log" | sed 's/^/    | /'
 

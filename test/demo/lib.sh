@@ -25,7 +25,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
+# Bold headings on a terminal only: a log file gets plain text.
+bold=; plain=
+if [ -t 1 ]; then bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true); fi
 step() { echo; echo "${bold}==> $*${plain}"; }
 say() { echo "    $*"; }
 show() { echo "    \$ $*"; }
@@ -65,4 +67,24 @@ CONF
   "$SSHD" -D -e -f "$TMP/sshd_config" 2>"$TMP/sshd.log" &
   PIDS+=($!)
   for _ in $(seq 100); do grep -q "listening on" "$TMP/sshd.log" 2>/dev/null && break; sleep 0.1; done
+}
+
+# write_ssh_config PORT: $TMP/ssh_config, a throwaway client config whose
+# host prod-db-demo is the sshd on 127.0.0.1:PORT, so the demo's ssh line is
+# short and is exactly what runs, and your own ~/.ssh is left alone.
+write_ssh_config() {
+  say "A throwaway client config keeps the demo away from your own ~/.ssh: host prod-db-demo is 127.0.0.1:$1,"
+  say "its host key is not remembered, and only the agent's keys are offered (no key files, no passwords)."
+  cat >"$TMP/ssh_config" <<CONF
+Host prod-db-demo
+  HostName 127.0.0.1
+  Port $1
+  User $LOGIN
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  GlobalKnownHostsFile /dev/null
+  IdentityFile none
+  BatchMode yes
+  LogLevel ERROR
+CONF
 }
