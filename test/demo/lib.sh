@@ -12,6 +12,9 @@ for tool in "$SSHD" ssh ssh-agent ssh-add ssh-keygen; do
 done
 
 TMP=$(mktemp -d "/tmp/jit-$NAME.XXXXXX")
+# The demo's CLI keeps its remembered grants and any sign-in under $TMP,
+# never in your own home.
+export XDG_CACHE_HOME=$TMP/cache XDG_CONFIG_HOME=$TMP/config
 PIDS=()
 cleanup() {
   status=$?

@@ -38,7 +38,7 @@ host_groups:
     max_duration: 10m
     cert_ttl: 8s
     extensions: [permit-pty]
-`
+` + testLimits
 
 // TestCertificateExpires shows that a certificate stops working when it
 // expires: the agent drops the login key at the certificate's end, and

@@ -198,12 +198,9 @@ identity:
       carol: {token: dev-carol, teams: [security]}
 `
 
-// faultGroups also turns the per-login rate limits off: these tests issue
-// faster than a person would, and the limits have tests of their own.
+// faultGroups ends with testLimits: these tests issue faster than a
+// person would.
 const faultGroups = `
-limits:
-  requests: {per_minute: 0}
-  certificates: {per_minute: 0}
 auditors: [security]
 host_groups:
   staging:
@@ -213,7 +210,7 @@ host_groups:
     max_duration: 1h
     cert_ttl: 5m
     extensions: [permit-pty]
-`
+` + testLimits
 
 // TestFaultVault: Vault sealed, hung (SIGSTOP, with a 2s signer timeout)
 // and stopped. The server keeps running throughout.

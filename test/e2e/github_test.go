@@ -52,7 +52,7 @@ host_groups:
     extensions: [permit-pty]
 notify:
   webhook_url: "%WEBHOOK%"
-`
+` + testLimits
 
 // githubWorld is the stand-in GitHub, a webhook receiver, and a jit-ssh
 // server that uses both.

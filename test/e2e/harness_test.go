@@ -78,6 +78,19 @@ func (s *server) Log() string {
 	return string(b)
 }
 
+// testLimits turns the per-identity rate limits off in a test server's
+// config. End-to-end tests issue faster than a person would, on a machine
+// whose speed they do not control, and a login retries by itself; with the
+// limits on, whether a test passed would depend on how fast it ran. The
+// limits have focused tests of their own (ca/api/limits_test.go,
+// cmd/jit-ssh/limits_config_test.go). Every config these tests start a
+// server with ends with it; startServerOn refuses one that does not.
+const testLimits = `
+limits:
+  requests: {per_minute: 0}
+  certificates: {per_minute: 0}
+`
+
 // startDev starts `jit-ssh serve --dev` on a free loopback port and a
 // fresh data dir.
 func startDev(t *testing.T) *server {
@@ -115,6 +128,13 @@ func startServerOn(t *testing.T, port int, dataDir string, args ...string) *serv
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i, a := range args {
+		if a == "--config" && i+1 < len(args) {
+			if b, err := os.ReadFile(args[i+1]); err != nil || !strings.Contains(string(b), testLimits) {
+				t.Fatalf("test config %s does not end with testLimits (err %v): a test's result must not depend on the machine's speed", args[i+1], err)
+			}
+		}
 	}
 	args = append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)
 	if args[len(args)-1] == "--dev" {

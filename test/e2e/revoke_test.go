@@ -50,7 +50,7 @@ host_groups:
     max_duration: 1h
     cert_ttl: 5m
     extensions: [permit-pty]
-`
+` + testLimits
 
 // hostDir writes host files for group into a fresh directory with
 // `jit-ssh host config` and starts a real sshd on them.

@@ -421,11 +421,7 @@ func secretConfig(t *testing.T, signerAndIdentity string) string {
 	path := filepath.Join(dir, "config.yaml")
 	yaml := strings.ReplaceAll(`listen: 127.0.0.1:0
 data_dir: %DATA%
-`+signerAndIdentity+`auditors: [security]
-limits:
-  requests: {per_minute: 0}
-  certificates: {per_minute: 0}
-host_groups:
+`+signerAndIdentity+`auditors: [security]`+testLimits+`host_groups:
   staging:
     principals: [staging]
     requesters: [backend]

@@ -56,7 +56,7 @@ host_groups:
     max_duration: 1h
     cert_ttl: 5m
     extensions: [permit-pty]
-`
+` + testLimits
 
 // Fixed AppRole IDs, so a rebuilt (empty) dev Vault can be given the
 // credentials the running jit-ssh server already holds.
