@@ -212,15 +212,15 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	if err := checkText("reason", reason, MaxReasonLen); err != nil {
 		return nil, err
 	}
-	if p.ApprovalsRequired > 0 && strings.TrimSpace(reason) == "" {
-		return nil, errReasonRequired(group)
-	}
 	ok, err := s.memberOfAny(ctx, login, p.Requesters)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, newErr(ErrForbidden, "not_a_requester", "%s may not request %s: not a member of %s", login, group, strings.Join(p.Requesters, ", "))
+	}
+	if p.ApprovalsRequired > 0 && strings.TrimSpace(reason) == "" {
+		return nil, errReasonRequired(group)
 	}
 	if d == 0 {
 		d = p.DefaultDuration()

@@ -122,13 +122,15 @@ func TestExitCodes(t *testing.T) {
 		code  int
 		says  string
 	}{
-		{"no group", "alice", []string{"login"}, 2, "accepts 1 arg"},
+		{"no group", "alice", []string{"login"}, 2, "missing GROUP; usage: jit-ssh login GROUP"},
+		{"unknown command", "alice", []string{"lgoin", "prod-db"}, 2, `did you mean "login"?`},
+		{"no reason for a group that needs approval", "alice", []string{"login", "prod-db", "--no-wait"}, 2, "a reason is required: prod-db needs approval"},
 		{"bad output", "alice", []string{"status", "-o", "xml"}, 2, "--output must be table or json"},
 		{"bad group name", "alice", []string{"login", "Prod DB"}, 2, "is not a host group name"},
 		{"unknown group", "alice", []string{"login", "nosuch"}, 1, `unknown host group "nosuch"`},
 		{"not a requester", "carol", []string{"login", "prod-db", "--no-wait"}, 3, "may not request prod-db"},
 		{"bad token", "mallory", []string{"login", "staging"}, 3, "token was not accepted"},
-		{"approval times out", "erin", []string{"login", "prod-db", "--timeout", "1s"}, 4, "timed out waiting for approval"},
+		{"approval times out", "erin", []string{"login", "prod-db", "--reason", "INC-7", "--timeout", "1s"}, 4, "timed out waiting for approval"},
 		{"self review", "alice", []string{"review", "r-aaaaaaaaaaaaaaaa", "--approve"}, 1, "no request r-aaaaaaaaaaaaaaaa"},
 		{"two review kinds", "bob", []string{"review", "r-aaaaaaaaaaaaaaaa", "--approve", "--deny", "-m", "x"}, 2, "exactly one of"},
 	}
