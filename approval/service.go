@@ -251,6 +251,11 @@ func (s *Service) canSee(ctx context.Context, login string, r *ca.Request) (bool
 // Get returns request id as login may see it. Requests login may not see
 // are reported as not found.
 func (s *Service) Get(ctx context.Context, login, id string) (*ca.Request, error) {
+	return s.getIf(ctx, login, id, s.canSee)
+}
+
+// getIf is Get with may deciding who sees the request.
+func (s *Service) getIf(ctx context.Context, login, id string, may func(ctx context.Context, login string, r *ca.Request) (bool, error)) (*ca.Request, error) {
 	if ca.CheckRequestID(id) != nil {
 		return nil, newErr(ErrInvalid, "invalid_request_id", "%q is not a request ID", id)
 	}
@@ -261,7 +266,7 @@ func (s *Service) Get(ctx context.Context, login, id string) (*ca.Request, error
 	if err != nil {
 		return nil, err
 	}
-	if ok, err := s.canSee(ctx, login, r); err != nil {
+	if ok, err := may(ctx, login, r); err != nil {
 		return nil, err
 	} else if !ok {
 		return nil, newErr(ErrNotFound, "request_not_found", "no request %s", id)
