@@ -47,7 +47,8 @@ type Service struct {
 	pendingTTL time.Duration
 	log        *slog.Logger
 	watch      notifier
-	sink       Notifier // told about committed changes; nil = nobody
+	sink       Notifier       // told about committed changes; nil = nobody
+	refusals   refusalCounter // identical refusals being counted
 }
 
 // ServiceOption configures a Service.

@@ -16,6 +16,7 @@ var endGrantConfig = revokeConfig + `
 limits:
   requests: {per_minute: 0}
   certificates: {per_minute: 0}
+  writes: {per_minute: 0}
 `
 
 // validSoon lists the serials `audit certs --valid-at` shows just after

@@ -204,6 +204,7 @@ const faultGroups = `
 limits:
   requests: {per_minute: 0}
   certificates: {per_minute: 0}
+  writes: {per_minute: 0}
 auditors: [security]
 host_groups:
   staging:

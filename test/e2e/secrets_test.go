@@ -425,6 +425,7 @@ data_dir: %DATA%
 limits:
   requests: {per_minute: 0}
   certificates: {per_minute: 0}
+  writes: {per_minute: 0}
 host_groups:
   staging:
     principals: [staging]
