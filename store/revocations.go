@@ -25,8 +25,9 @@ type Revocation struct {
 }
 
 // Revoke marks the matching certificates revoked and ends the open grants
-// they were issued under (for a user: all of the user's open grants), with
-// one event per certificate and grant, in one transaction.
+// they were issued under (for a user: all of the user's open grants),
+// revoking the unexpired certificates of every grant it ends too, with one
+// event per certificate and grant, in one transaction.
 func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, now time.Time) (*Revocation, error) {
 	var certWhere string
 	var arg any
@@ -111,6 +112,16 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			return err
 		}
 		for _, g := range open {
+			// A grant that ends takes its other certificates with it (one
+			// revoked by serial ends its grant): those a host could still
+			// accept, the ones the KRL would list.
+			more, err := revokeCerts(ctx, tx, c, "request_id = ? AND valid_before > ?", []any{g.id, now.Add(-ca.DefaultSkew).UnixNano()}, actor, reason, now)
+			if err != nil {
+				return err
+			}
+			for _, h := range more {
+				out.Serials = append(out.Serials, h.serial)
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE requests SET ended_at = ?, updated_at = ?, version = ? WHERE id = ?`, now.UnixNano(), now.UnixNano(), g.version+1, g.id); err != nil {
 				return err
 			}
