@@ -27,11 +27,11 @@ const (
 	MaxWait      = 60 * time.Second
 )
 
-// Ledger is what the service reads and records directly.
+// Ledger is what the service reads directly. (Refusals are recorded
+// through approval.Service, which counts identical ones.)
 type Ledger interface {
 	ListCertificates(ctx context.Context, f store.CertFilter, fn func(*ca.Certificate) error) error
 	GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error)
-	RecordEvent(ctx context.Context, ev ca.Event) error
 	Ping(ctx context.Context) error
 }
 
