@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"strings"
+
+	"github.com/jit-ssh/jit-ssh/ca"
 )
 
 // WithAdmins sets the teams whose members may revoke anything, including
@@ -41,4 +43,17 @@ func (s *Service) CanRevoke(ctx context.Context, login, owner, group string) err
 		}
 	}
 	return newErr(ErrForbidden, "not_allowed_to_revoke", "%s may not revoke %s's access: only %s and admins may", login, owner, owner)
+}
+
+// RequestToRevoke returns request id for login to revoke: a request login
+// may read (see Get), or any request when login is an admin, since admins
+// may revoke anything. Others get the "not found" Get gives them. Whether
+// login may revoke it is CanRevoke's decision.
+func (s *Service) RequestToRevoke(ctx context.Context, login, id string) (*ca.Request, error) {
+	return s.getIf(ctx, login, id, func(ctx context.Context, login string, r *ca.Request) (bool, error) {
+		if ok, err := s.canSee(ctx, login, r); err != nil || ok {
+			return ok, err
+		}
+		return s.IsAdmin(ctx, login)
+	})
 }

@@ -47,8 +47,9 @@ type Service struct {
 	pendingTTL time.Duration
 	log        *slog.Logger
 	watch      notifier
-	sink       Notifier // told about committed changes; nil = nobody
-	signInHint string   // "; " + WithSignInHint's hint, or ""
+	sink       Notifier       // told about committed changes; nil = nobody
+	refusals   refusalCounter // identical refusals being counted
+	signInHint string         // "; " + WithSignInHint's hint, or ""
 }
 
 // ServiceOption configures a Service.
@@ -282,6 +283,11 @@ func (s *Service) canSee(ctx context.Context, login string, r *ca.Request) (bool
 // Get returns request id as login may see it. Requests login may not see
 // are reported as not found.
 func (s *Service) Get(ctx context.Context, login, id string) (*ca.Request, error) {
+	return s.getIf(ctx, login, id, s.canSee)
+}
+
+// getIf is Get with may deciding who sees the request.
+func (s *Service) getIf(ctx context.Context, login, id string, may func(ctx context.Context, login string, r *ca.Request) (bool, error)) (*ca.Request, error) {
 	if ca.CheckRequestID(id) != nil {
 		return nil, newErr(ErrInvalid, "invalid_request_id", "%q is not a request ID", id)
 	}
@@ -292,7 +298,7 @@ func (s *Service) Get(ctx context.Context, login, id string) (*ca.Request, error
 	if err != nil {
 		return nil, err
 	}
-	if ok, err := s.canSee(ctx, login, r); err != nil {
+	if ok, err := may(ctx, login, r); err != nil {
 		return nil, err
 	} else if !ok {
 		return nil, newErr(ErrNotFound, "request_not_found", "no request %s", id)
@@ -671,10 +677,14 @@ func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, r
 }
 
 // Cancel withdraws a pending request (requester only) or ends an open grant
-// early (the requester or an approver of the group).
+// early (the requester or an approver of the group). Ending a grant revokes
+// its unexpired certificates in the same ledger transaction, as
+// 'jit-ssh revoke --request' does: a certificate never outlives its grant.
 func (s *Service) Cancel(ctx context.Context, login, id string) (_ *ca.Request, err error) {
 	defer func() { s.recordRefusal(ctx, EventRequestRefused, login, id, map[string]any{"action": "cancel"}, err) }()
-	return s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
+	var revoked *ca.CertRevocation
+	r, err := s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
+		revoked = nil
 		now := next.UpdatedAt
 		switch {
 		case cur.State == ca.StatePending:
@@ -699,11 +709,25 @@ func (s *Service) Cancel(ctx context.Context, login, id string) (_ *ca.Request, 
 			next.EndedAt = now
 			ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventGrantEnded, RequestID: cur.ID,
 				Data: map[string]any{"ended_early": true, "reason": "cancelled by " + login, "grant_was_to_end_at": cur.GrantEnds()}})
+			revoked = endedGrantRevocation(login, "cancelled by "+login, now)
+			ch.RevokeCertificates = revoked
 		default:
 			return newErr(ErrConflict, "request_closed", "request %s is %s and has no open grant", cur.ID, cur.State)
 		}
 		return nil
 	})
+	if err == nil && revoked != nil && len(revoked.Serials) > 0 {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "grant ended early, certificates revoked", slog.String("request_id", r.ID),
+			slog.String("actor", login), slog.Any("serials", revoked.Serials))
+	}
+	return r, err
+}
+
+// endedGrantRevocation revokes, with a grant that ends early at now, every
+// certificate of it that a host could still accept: the same margin the KRL
+// keeps a revoked serial listed for (ca.DefaultSkew past its expiry).
+func endedGrantRevocation(actor, why string, now time.Time) *ca.CertRevocation {
+	return &ca.CertRevocation{Actor: actor, Reason: "grant ended early: " + why, At: now, NotExpiredAt: now.Add(-ca.DefaultSkew)}
 }
 
 // Authorize decides whether login may be issued a certificate under request

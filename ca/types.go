@@ -157,6 +157,23 @@ type RequestChange struct {
 	// requests dismissed (an edit does this).
 	DismissReviews bool
 	Events         []Event
+	// RevokeCertificates, when set, revokes in the same transaction the
+	// request's certificates that are not revoked and still valid after
+	// its NotExpiredAt, with one certificate.revoked event each: a grant
+	// that ends early takes its certificates with it (SPEC section 2).
+	RevokeCertificates *CertRevocation
+}
+
+// CertRevocation says who revokes a grant's certificates, why and when.
+type CertRevocation struct {
+	Actor  string
+	Reason string
+	At     time.Time
+	// NotExpiredAt selects the certificates still worth revoking: those
+	// whose ValidBefore is after it.
+	NotExpiredAt time.Time
+	// Serials is filled in with the certificates revoked.
+	Serials []uint64
 }
 
 // RequestFilter selects requests. Empty fields match everything.

@@ -11,7 +11,8 @@ import (
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
-// ApplyRequestChange commits ch in one transaction.
+// ApplyRequestChange commits ch in one transaction, revoking the request's
+// certificates in it when ch says so (their serials are filled in).
 func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error {
 	r := ch.Request
 	d.requests.dropAll() // no read during the write is served from before it
@@ -57,6 +58,20 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 		for _, ev := range ch.Events {
 			if err := c.append(ctx, tx, ev); err != nil {
 				return err
+			}
+		}
+		if rc := ch.RevokeCertificates; rc != nil {
+			// In the transaction that ends the grant: a certificate
+			// recorded before it is revoked here, one after it finds the
+			// grant ended (RecordCertificate) and is never issued.
+			hits, err := revokeCerts(ctx, tx, c, "request_id = ? AND valid_before > ?", []any{r.ID, rc.NotExpiredAt.UnixNano()},
+				rc.Actor, rc.Reason, rc.At)
+			if err != nil {
+				return err
+			}
+			rc.Serials = rc.Serials[:0]
+			for _, h := range hits {
+				rc.Serials = append(rc.Serials, h.serial)
 			}
 		}
 		return nil

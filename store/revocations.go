@@ -25,8 +25,9 @@ type Revocation struct {
 }
 
 // Revoke marks the matching certificates revoked and ends the open grants
-// they were issued under (for a user: all of the user's open grants), with
-// one event per certificate and grant, in one transaction.
+// they were issued under (for a user: all of the user's open grants),
+// revoking the unexpired certificates of every grant it ends too, with one
+// event per certificate and grant, in one transaction.
 func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, now time.Time) (*Revocation, error) {
 	var certWhere string
 	var arg any
@@ -44,28 +45,8 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 	d.requests.dropAll() // it may end grants (see requestCache)
 	defer d.requests.dropAll()
 	err := d.write(ctx, "revoking", func(tx *sql.Tx, c *chain) error {
-		rows, err := tx.QueryContext(ctx, `SELECT serial, request_id, requester FROM certificates WHERE `+certWhere+` AND revoked_at IS NULL`, arg)
+		hits, err := revokeCerts(ctx, tx, c, certWhere, []any{arg}, actor, reason, now)
 		if err != nil {
-			return err
-		}
-		type hit struct {
-			serial    uint64
-			requestID string
-			user      string
-		}
-		var hits []hit
-		for rows.Next() {
-			var h hit
-			var s int64
-			if err := rows.Scan(&s, &h.requestID, &h.user); err != nil {
-				rows.Close()
-				return err
-			}
-			h.serial = uint64(s) //nolint:gosec // bit-for-bit
-			hits = append(hits, h)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if spec.Serial != 0 && len(hits) == 0 {
@@ -79,13 +60,6 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 		}
 		requests := map[string]bool{}
 		for _, h := range hits {
-			if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
-				return err
-			}
-			if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial,
-				Data: map[string]any{"reason": reason, "requester": h.user}}); err != nil {
-				return err
-			}
 			out.Serials = append(out.Serials, h.serial)
 			requests[h.requestID] = true
 		}
@@ -116,7 +90,7 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			return nil
 		}
 		q := `SELECT id, version FROM requests WHERE state = 'approved' AND (ended_at IS NULL) AND approved_at + duration_ns > ? AND (` + strings.Join(conds, " OR ") + `)`
-		rows, err = tx.QueryContext(ctx, q, append([]any{now.UnixNano()}, args...)...)
+		rows, err := tx.QueryContext(ctx, q, append([]any{now.UnixNano()}, args...)...)
 		if err != nil {
 			return err
 		}
@@ -138,6 +112,16 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			return err
 		}
 		for _, g := range open {
+			// A grant that ends takes its other certificates with it (one
+			// revoked by serial ends its grant): those a host could still
+			// accept, the ones the KRL would list.
+			more, err := revokeCerts(ctx, tx, c, "request_id = ? AND valid_before > ?", []any{g.id, now.Add(-ca.DefaultSkew).UnixNano()}, actor, reason, now)
+			if err != nil {
+				return err
+			}
+			for _, h := range more {
+				out.Serials = append(out.Serials, h.serial)
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE requests SET ended_at = ?, updated_at = ?, version = ? WHERE id = ?`, now.UnixNano(), now.UnixNano(), g.version+1, g.id); err != nil {
 				return err
 			}
@@ -153,6 +137,48 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// revokedCert is a certificate revokeCerts revoked.
+type revokedCert struct {
+	serial    uint64
+	requestID string
+	user      string
+}
+
+// revokeCerts marks the unrevoked certificates matching where (with args)
+// revoked at now for reason, with one certificate.revoked event each, in
+// tx. Every revocation, whatever ends the access, goes through here.
+func revokeCerts(ctx context.Context, tx *sql.Tx, c *chain, where string, args []any, actor, reason string, now time.Time) ([]revokedCert, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT serial, request_id, requester FROM certificates WHERE `+where+` AND revoked_at IS NULL`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var hits []revokedCert
+	for rows.Next() {
+		var h revokedCert
+		var s int64
+		if err := rows.Scan(&s, &h.requestID, &h.user); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		h.serial = uint64(s) //nolint:gosec // bit-for-bit
+		hits = append(hits, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, h := range hits {
+		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
+			return nil, err
+		}
+		if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial,
+			Data: map[string]any{"reason": reason, "requester": h.user}}); err != nil {
+			return nil, err
+		}
+	}
+	return hits, nil
 }
 
 // RevokedSerials returns, per CA key fingerprint, the serials of revoked

@@ -313,7 +313,7 @@ func (s *Server) authorizeRevocation(ctx context.Context, login string, body Rev
 		}
 		return store.RevokeSpec{Serial: serial}, s.svc.CanRevoke(ctx, login, c.Requester, c.HostGroup)
 	case body.RequestID != "":
-		req, err := s.svc.Get(ctx, login, body.RequestID)
+		req, err := s.svc.RequestToRevoke(ctx, login, body.RequestID)
 		if err != nil {
 			return store.RevokeSpec{}, err
 		}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,11 @@ type Rate struct {
 type Limits struct {
 	Requests     Rate // POST /v1/requests
 	Certificates Rate // POST /v1/certificates
+	// Writes is one budget shared by every call that writes to the
+	// ledger, refused ones included (a refusal is recorded too): creating,
+	// editing and cancelling requests, reviews, certificates and
+	// revocations. A call must fit both its own kind's bucket and this one.
+	Writes Rate
 }
 
 // DefaultLimits are the limits `jit-ssh serve --config` runs with unless
@@ -34,6 +40,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		Requests:     Rate{PerMinute: 10, Burst: 5},
 		Certificates: Rate{PerMinute: 30, Burst: 10},
+		Writes:       Rate{PerMinute: 120, Burst: 60},
 	}
 }
 
@@ -66,6 +73,20 @@ func newLimiter(what string, r Rate) *limiter {
 // allow takes a token from login's bucket at now. When none is left it
 // returns false and how long until one is.
 func (l *limiter) allow(login string, now time.Time) (time.Duration, bool) {
+	res := l.reserve(login, now)
+	if !res.OK() {
+		return time.Minute, false
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+// reserve takes a token from login's bucket at now, or reserves the next
+// one (the caller cancels a reservation it does not use).
+func (l *limiter) reserve(login string, now time.Time) *rate.Reservation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[login]
@@ -80,27 +101,50 @@ func (l *limiter) allow(login string, now time.Time) (time.Duration, bool) {
 		b = rate.NewLimiter(rate.Limit(l.rate.PerMinute/60), l.rate.Burst)
 		l.buckets[login] = b
 	}
-	res := b.ReserveN(now, 1)
-	if !res.OK() {
-		return time.Minute, false
+	return b.ReserveN(now, 1)
+}
+
+// allowAll takes a token from login's bucket in each of ls (nil ones are
+// no limit), or from none of them: when one has none left, the others get
+// theirs back, and it returns false, the limiter that refused (the one
+// with the longest wait) and how long until all have a token.
+func allowAll(ls []*limiter, login string, now time.Time) (*limiter, time.Duration, bool) {
+	var taken []*rate.Reservation
+	var refusedBy *limiter
+	var wait time.Duration
+	for _, l := range ls {
+		if l == nil {
+			continue
+		}
+		res := l.reserve(login, now)
+		d := time.Minute
+		if res.OK() {
+			taken = append(taken, res)
+			d = res.DelayFrom(now)
+		}
+		if d > 0 && (refusedBy == nil || d > wait) {
+			refusedBy, wait = l, d
+		}
 	}
-	if d := res.DelayFrom(now); d > 0 {
+	if refusedBy == nil {
+		return nil, 0, true
+	}
+	for _, res := range taken {
 		res.CancelAt(now)
-		return d, false
 	}
-	return 0, true
+	return refusedBy, wait, false
 }
 
 // limited refuses a call with 429 and Retry-After when login has used up
-// its bucket; it runs after authentication, so the key is a real identity.
-// A refused call is logged but not written to the ledger: a flood must not
-// become a flood of ledger writes.
-func (s *Server) limited(l *limiter, h handler) handler {
-	if l == nil {
+// its bucket in any of ls; it runs after authentication, so the key is a
+// real identity. A refused call is logged but not written to the ledger: a
+// flood must not become a flood of ledger writes.
+func (s *Server) limited(h handler, ls ...*limiter) handler {
+	if !slices.ContainsFunc(ls, func(l *limiter) bool { return l != nil }) {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request, login string) {
-		wait, ok := l.allow(login, s.now())
+		l, wait, ok := allowAll(ls, login, s.now())
 		if ok {
 			h(w, r, login)
 			return
@@ -108,9 +152,9 @@ func (s *Server) limited(l *limiter, h handler) handler {
 		secs := int(math.Ceil(wait.Seconds()))
 		secs = max(secs, 1)
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limited", slog.String("login", login),
-			slog.String("path", r.URL.Path), slog.Int("retry_after_seconds", secs))
+			slog.String("path", r.URL.Path), slog.String("limit", l.what), slog.Int("retry_after_seconds", secs))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		if l == s.certLimit {
+		if r.Pattern == issuePattern {
 			s.metrics.certificateRefused("rate_limited")
 		}
 		writeError(w, http.StatusTooManyRequests, "rate_limited",

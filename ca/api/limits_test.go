@@ -280,3 +280,108 @@ func (s *slowLedger) ListCertificates(ctx context.Context, f store.CertFilter, f
 		return fn(c)
 	})
 }
+
+// eventCount counts the ledger's events.
+func (f *hardFixture) eventCount() int {
+	f.t.Helper()
+	n := 0
+	if err := f.db.ListEvents(context.Background(), store.EventFilter{}, func(*ca.Event) error { n++; return nil }); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+// TestWriteBudgetCutsOffAFlood: one identity hammering every endpoint that
+// writes to the ledger (refused reviews, edits, cancels, revocations,
+// certificates) is cut off with 429 and Retry-After once its write budget
+// is spent, whatever the endpoint; what it wrote is bounded by the budget
+// and its identical refusals are counted, not recorded one each. Another
+// identity is unaffected, and reads stay open.
+func TestWriteBudgetCutsOffAFlood(t *testing.T) {
+	const burst = 12
+	f := newHardFixture(t, WithLimits(Limits{Writes: Rate{PerMinute: 60, Burst: burst}}))
+	id := f.create("alice", "prod-db", "") // 1 of alice's budget
+	erinGrant := f.create("erin", "staging", "")
+	before := f.eventCount()
+	refusedReview := call{token: tokenOf("alice"), method: "POST", path: "/v1/requests/" + id + "/reviews", body: `{"event":"APPROVE","body":"me"}`}
+	calls := []call{
+		refusedReview, // 403 not_an_approver: alice is not an approver
+		{token: tokenOf("alice"), method: "PATCH", path: "/v1/requests/" + id, body: `{"reason":"again"}`},
+		{token: tokenOf("alice"), method: "POST", path: "/v1/requests/" + id + "/reviews", body: `{"event":"COMMENT","body":"ping"}`},
+		refusedReview,
+		{token: tokenOf("alice"), method: "POST", path: "/v1/revocations", body: `{"user":"erin","reason":"x"}`},
+		refusedReview,
+		{token: tokenOf("alice"), method: "POST", path: "/v1/certificates", body: jsonBody(IssueRequest{RequestID: id, PublicKey: f.key})},
+	}
+	served, limited := 0, 0
+	for i := range 20 * len(calls) {
+		c := calls[i%len(calls)]
+		r := f.do(c)
+		if r.status == http.StatusTooManyRequests {
+			if r.code != "rate_limited" || r.retryAfter != "1" {
+				t.Fatalf("%s %s: 429 %q Retry-After %q, want rate_limited and 1 (60 a minute)", c.method, c.path, r.code, r.retryAfter)
+			}
+			limited++
+			continue
+		}
+		if limited > 0 {
+			t.Fatalf("%s %s answered %d after the budget was spent", c.method, c.path, r.status)
+		}
+		served++
+	}
+	if served != burst-1 || limited != 20*len(calls)-served {
+		t.Fatalf("%d calls served, %d limited; want the budget (%d) served and the rest limited", served, limited, burst-1)
+	}
+	// The served calls: 4 identical refused reviews, the first recorded and
+	// three counted; the rest one event each at most.
+	added := f.eventCount() - before
+	if added > served-3 {
+		t.Errorf("the flood wrote %d events for %d served calls, want at most %d (identical refusals counted)", added, served, served-3)
+	}
+	reviewRefusals := 0
+	if err := f.db.ListEvents(context.Background(), store.EventFilter{Type: "review.refused"}, func(*ca.Event) error { reviewRefusals++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if reviewRefusals != 1 {
+		t.Errorf("%d review.refused events for 4 identical refusals, want 1 until the window closes", reviewRefusals)
+	}
+	// An issuance refused by the write budget counts as a rate-limited
+	// certificate.
+	f.srv.metrics.mu.Lock()
+	limitedCerts := f.srv.metrics.refused["rate_limited"]
+	f.srv.metrics.mu.Unlock()
+	if limitedCerts == 0 {
+		t.Errorf("issuances refused by the write budget are not counted as rate_limited")
+	}
+	// Others write as before; alice still reads.
+	if r := f.do(call{token: tokenOf("erin"), method: "POST", path: "/v1/certificates", body: issueBody(erinGrant, f.key)}); r.status != http.StatusCreated {
+		t.Fatalf("erin's certificate during alice's flood: status %d %s", r.status, r.body)
+	}
+	f.must(call{token: tokenOf("alice"), method: "GET", path: "/v1/requests/" + id}, http.StatusOK, nil)
+	// One token a second: alice may write again after Retry-After.
+	f.clock.advance(time.Second)
+	if r := f.do(calls[1]); r.status != http.StatusOK {
+		t.Fatalf("alice's edit after Retry-After: status %d %s", r.status, r.body)
+	}
+	if r := f.do(calls[1]); r.status != http.StatusTooManyRequests {
+		t.Fatalf("alice's second edit in that second: status %d, want 429", r.status)
+	}
+}
+
+// TestLimitsAreAllOrNothing: a call that fits its own kind's bucket but not
+// the write budget (or the reverse) is refused without spending the token
+// it did get.
+func TestLimitsAreAllOrNothing(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	kind, writes := newLimiter("requests", Rate{PerMinute: 60, Burst: 5}), newLimiter("ledger writes", Rate{PerMinute: 60, Burst: 1})
+	if _, _, ok := allowAll([]*limiter{kind, writes, nil}, "alice", now); !ok {
+		t.Fatal("first call refused")
+	}
+	l, wait, ok := allowAll([]*limiter{kind, writes}, "alice", now)
+	if ok || l != writes || wait != time.Second {
+		t.Fatalf("second call: refused by %v after %s (ok %v), want the write budget, 1s", l, wait, ok)
+	}
+	if got := kind.buckets["alice"].TokensAt(now); got != 4 {
+		t.Errorf("the refused call spent the requests bucket: %g tokens left, want 4", got)
+	}
+}

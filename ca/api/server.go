@@ -27,11 +27,11 @@ const (
 	MaxWait      = 60 * time.Second
 )
 
-// Ledger is what the service reads and records directly.
+// Ledger is what the service reads directly. (Refusals are recorded
+// through approval.Service, which counts identical ones.)
 type Ledger interface {
 	ListCertificates(ctx context.Context, f store.CertFilter, fn func(*ca.Certificate) error) error
 	GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error)
-	RecordEvent(ctx context.Context, ev ca.Event) error
 	Ping(ctx context.Context) error
 }
 
@@ -53,10 +53,14 @@ type Server struct {
 	now     func() time.Time
 	mux     *http.ServeMux
 
-	limits              Limits
-	reqLimit, certLimit *limiter // nil: no limit
-	metrics             *metrics
+	limits                          Limits
+	reqLimit, certLimit, writeLimit *limiter // nil: no limit
+	metrics                         *metrics
 }
+
+// issuePattern is the route of issuance (as registered in NewServer), whose
+// rate-limited calls the metrics count as refused certificates.
+const issuePattern = "POST /v1/certificates"
 
 // ServerOption configures a Server.
 type ServerOption func(*Server)
@@ -83,25 +87,28 @@ func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledge
 		s.now = time.Now
 	}
 	s.reqLimit, s.certLimit = newLimiter("requests", s.limits.Requests), newLimiter("certificates", s.limits.Certificates)
+	s.writeLimit = newLimiter("ledger writes", s.limits.Writes)
 	s.metrics = newMetrics(time.Now())
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", s.health)
 	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.HandleFunc("GET /v1/ca", s.getCA)
 	m.HandleFunc("GET /v1/host-groups/{name}", s.getHostGroup)
-	m.HandleFunc("POST /v1/requests", s.authed(s.limited(s.reqLimit, s.createRequest)))
+	// Every call that writes to the ledger, refusals included, spends the
+	// caller's write budget (writeLimit) besides its own kind's.
+	m.HandleFunc("POST /v1/requests", s.authed(s.limited(s.createRequest, s.reqLimit, s.writeLimit)))
 	m.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
 	m.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))
-	m.HandleFunc("PATCH /v1/requests/{id}", s.authed(s.editRequest))
-	m.HandleFunc("POST /v1/requests/{id}/cancel", s.authed(s.cancelRequest))
-	m.HandleFunc("POST /v1/requests/{id}/reviews", s.authed(s.review))
-	m.HandleFunc("POST /v1/certificates", s.authed(s.limited(s.certLimit, s.issue)))
+	m.HandleFunc("PATCH /v1/requests/{id}", s.authed(s.limited(s.editRequest, s.writeLimit)))
+	m.HandleFunc("POST /v1/requests/{id}/cancel", s.authed(s.limited(s.cancelRequest, s.writeLimit)))
+	m.HandleFunc("POST /v1/requests/{id}/reviews", s.authed(s.limited(s.review, s.writeLimit)))
+	m.HandleFunc("POST /v1/certificates", s.authed(s.limited(s.issue, s.certLimit, s.writeLimit)))
 	m.HandleFunc("GET /v1/certificates", s.authed(s.listCertificates))
 	m.HandleFunc("GET /v1/certificates/{serial}", s.authed(s.getCertificate))
 	m.HandleFunc("GET /v1/events", s.authed(s.listEvents))
 	m.HandleFunc("GET /v1/audit/verify", s.authed(s.verify))
 	m.HandleFunc("GET /v1/audit/report", s.authed(s.report))
-	m.HandleFunc("POST /v1/revocations", s.authed(s.revoke))
+	m.HandleFunc("POST /v1/revocations", s.authed(s.limited(s.revoke, s.writeLimit)))
 	m.HandleFunc("GET /v1/krl", s.krl)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -543,9 +550,9 @@ func (s *Server) issueCert(ctx context.Context, login string, body IssueRequest)
 	return rec, err
 }
 
-// refused records a refused issuance. A ledger that cannot record the
-// refusal cannot have recorded a certificate either, so the error is only
-// logged.
+// refused records a refused issuance (identical ones counted, see
+// approval.RefusalWindow). A ledger that cannot record the refusal cannot
+// have recorded a certificate either, so the error is only logged.
 func (s *Server) refused(ctx context.Context, login, requestID, publicKey, code, msg string) {
 	if ca.CheckRequestID(requestID) != nil {
 		requestID = ""
@@ -557,13 +564,10 @@ func (s *Server) refused(ctx context.Context, login, requestID, publicKey, code,
 	if pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(publicKey)); err == nil {
 		data["fingerprint"] = ca.Fingerprint(pub)
 	}
-	err := s.ledger.RecordEvent(context.WithoutCancel(ctx), ca.Event{
+	s.svc.RecordRefusal(ctx, ca.Event{
 		Time: s.now().UTC(), Actor: login, Type: ca.EventIssueRefused, RequestID: requestID,
 		Data: data,
 	})
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "recording refusal failed", slog.String("error", err.Error()))
-	}
 }
 
 func parseTimeParam(q map[string][]string, name string) (time.Time, error) {

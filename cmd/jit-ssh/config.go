@@ -111,6 +111,10 @@ type NotifyConfig struct {
 type LimitsConfig struct {
 	Requests     RateConfig `yaml:"requests"`     // POST /v1/requests; default 10 a minute, burst 5
 	Certificates RateConfig `yaml:"certificates"` // POST /v1/certificates; default 30 a minute, burst 10
+	// Writes is shared by every call that writes to the ledger, refused
+	// ones included (requests, edits, cancels, reviews, certificates,
+	// revocations); default 120 a minute, burst 60.
+	Writes RateConfig `yaml:"writes"`
 }
 
 // RateConfig is one token bucket: per_minute calls a minute on average, at
@@ -310,6 +314,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.Limits.Requests.applyDefaults(10, 5)
 	c.Limits.Certificates.applyDefaults(30, 10)
+	c.Limits.Writes.applyDefaults(120, 60)
 	if c.PendingTTL == 0 {
 		c.PendingTTL = Duration(approval.DefaultPendingTTL)
 	}
@@ -450,6 +455,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.Notify.validate()...)
 	p = append(p, c.Limits.Requests.validate("limits.requests")...)
 	p = append(p, c.Limits.Certificates.validate("limits.certificates")...)
+	p = append(p, c.Limits.Writes.validate("limits.writes")...)
 	if c.PendingTTL <= 0 {
 		add("pending_ttl", "must be positive")
 	}
@@ -575,7 +581,7 @@ func DevConfig(dataDir, listen string) *Config {
 		// No rate limits in dev mode: demos and the load and crash tests
 		// built on it drive many logins as one user. A config file gets
 		// the limits block's defaults.
-		Limits: LimitsConfig{Requests: RateConfig{PerMinute: &zero}, Certificates: RateConfig{PerMinute: &zero}},
+		Limits: LimitsConfig{Requests: RateConfig{PerMinute: &zero}, Certificates: RateConfig{PerMinute: &zero}, Writes: RateConfig{PerMinute: &zero}},
 		HostGroups: map[string]HostGroupConfig{
 			"staging": {Principals: []string{"staging"}, Requesters: []string{"backend"}, ApprovalsRequired: &zero,
 				MaxDuration: Duration(time.Hour), CertTTL: Duration(5 * time.Minute), Extensions: []string{"permit-pty"}},

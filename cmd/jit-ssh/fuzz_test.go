@@ -164,7 +164,7 @@ func checkAcceptedConfig(t *testing.T, c *Config) {
 	for _, r := range []struct {
 		per   float64
 		burst int
-	}{{l.Requests.PerMinute, l.Requests.Burst}, {l.Certificates.PerMinute, l.Certificates.Burst}} {
+	}{{l.Requests.PerMinute, l.Requests.Burst}, {l.Certificates.PerMinute, l.Certificates.Burst}, {l.Writes.PerMinute, l.Writes.Burst}} {
 		if r.per < 0 || r.per > maxPerMinute || r.burst < 1 || r.burst > maxBurst {
 			t.Fatalf("limits %+v accepted", l)
 		}

@@ -14,13 +14,15 @@ func TestLimitsConfig(t *testing.T) {
 		block string
 		want  api.Limits
 	}{
-		{"defaults", "", api.Limits{Requests: api.Rate{PerMinute: 10, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 10}}},
-		{"set", "limits:\n  requests: {per_minute: 2, burst: 1}\n  certificates: {per_minute: 120, burst: 40}\n",
-			api.Limits{Requests: api.Rate{PerMinute: 2, Burst: 1}, Certificates: api.Rate{PerMinute: 120, Burst: 40}}},
+		{"defaults", "", api.Limits{Requests: api.Rate{PerMinute: 10, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 10}, Writes: api.Rate{PerMinute: 120, Burst: 60}}},
+		{"set", "limits:\n  requests: {per_minute: 2, burst: 1}\n  certificates: {per_minute: 120, burst: 40}\n  writes: {per_minute: 30, burst: 20}\n",
+			api.Limits{Requests: api.Rate{PerMinute: 2, Burst: 1}, Certificates: api.Rate{PerMinute: 120, Burst: 40}, Writes: api.Rate{PerMinute: 30, Burst: 20}}},
 		{"one key only", "limits:\n  certificates: {burst: 3}\n",
-			api.Limits{Requests: api.Rate{PerMinute: 10, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 3}}},
+			api.Limits{Requests: api.Rate{PerMinute: 10, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 3}, Writes: api.Rate{PerMinute: 120, Burst: 60}}},
 		{"off", "limits:\n  requests: {per_minute: 0}\n",
-			api.Limits{Requests: api.Rate{PerMinute: 0, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 10}}},
+			api.Limits{Requests: api.Rate{PerMinute: 0, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 10}, Writes: api.Rate{PerMinute: 120, Burst: 60}}},
+		{"writes off", "limits:\n  writes: {per_minute: 0}\n",
+			api.Limits{Requests: api.Rate{PerMinute: 10, Burst: 5}, Certificates: api.Rate{PerMinute: 30, Burst: 10}, Writes: api.Rate{PerMinute: 0, Burst: 60}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,7 +35,10 @@ func TestLimitsConfig(t *testing.T) {
 			}
 		})
 	}
-	if got := DevConfig(t.TempDir(), "127.0.0.1:0").apiLimits(); got.Requests.PerMinute != 0 || got.Certificates.PerMinute != 0 {
+	if got, want := mustParse(t, base).apiLimits(), api.DefaultLimits(); got != want {
+		t.Errorf("config defaults %+v, want api.DefaultLimits %+v", got, want)
+	}
+	if got := DevConfig(t.TempDir(), "127.0.0.1:0").apiLimits(); got.Requests.PerMinute != 0 || got.Certificates.PerMinute != 0 || got.Writes.PerMinute != 0 {
 		t.Fatalf("dev mode limits %+v, want none", got)
 	}
 }
@@ -45,6 +50,8 @@ func TestLimitsConfigProblems(t *testing.T) {
 		{"limits:\n  requests: {per_minute: 100000}\n", "limits.requests.per_minute", "between 0"},
 		{"limits:\n  certificates: {burst: 0}\n", "limits.certificates.burst", "between 1"},
 		{"limits:\n  certificates: {burst: 5000}\n", "limits.certificates.burst", "between 1"},
+		{"limits:\n  writes: {per_minute: -1}\n", "limits.writes.per_minute", "between 0"},
+		{"limits:\n  writes: {burst: 0}\n", "limits.writes.burst", "between 1"},
 		{"limits:\n  requests: {per_minute: ten}\n", "limits.requests.per_minute", "whole number"},
 		{"limits:\n  requests: {rate: 5}\n", "limits.requests.rate", "unknown key"},
 		{"limits: 5\n", "limits", "mapping"},
@@ -66,4 +73,13 @@ func TestLimitsConfigProblems(t *testing.T) {
 			t.Errorf("no problem reported at %s; got %v", path, ps)
 		}
 	}
+}
+
+func mustParse(t *testing.T, text string) *Config {
+	t.Helper()
+	c, err := ParseConfig([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -198,6 +198,9 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutting down: %w", err)
 	}
+	// Identical refusals still being counted are recorded before the
+	// last checkpoint covers the chain.
+	svc.FlushRefusals(sctx, true)
 	checkpoint(sctx, db, log)
 	return nil
 }
@@ -219,8 +222,9 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// expireLoop records the expiry of requests nobody reviewed in time and the
-// end of grants whose time ran out.
+// expireLoop records the expiry of requests nobody reviewed in time, the
+// end of grants whose time ran out, and the counts of identical refusals
+// whose window closed.
 func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -235,6 +239,7 @@ func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 			if err := svc.EndElapsedGrants(ctx); err != nil {
 				log.Warn("recording the end of elapsed grants", slog.String("error", err.Error()))
 			}
+			svc.FlushRefusals(ctx, false)
 		}
 	}
 }
@@ -321,7 +326,7 @@ func (c *Config) apiLimits() api.Limits {
 		}
 		return out
 	}
-	return api.Limits{Requests: rate(c.Limits.Requests), Certificates: rate(c.Limits.Certificates)}
+	return api.Limits{Requests: rate(c.Limits.Requests), Certificates: rate(c.Limits.Certificates), Writes: rate(c.Limits.Writes)}
 }
 
 // serverGC tunes the garbage collector for the server unless GOGC or

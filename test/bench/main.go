@@ -473,6 +473,7 @@ auditors: [security]
 limits:
   requests: {per_minute: 0}
   certificates: {per_minute: 0}
+  writes: {per_minute: 0}
 host_groups:
   staging:
     principals: [staging]

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,13 +84,19 @@ func (s *server) Log() string {
 // whose speed they do not control, and a login retries by itself; with the
 // limits on, whether a test passed would depend on how fast it ran. The
 // limits have focused tests of their own (ca/api/limits_test.go,
-// cmd/jit-ssh/limits_config_test.go). Every config these tests start a
-// server with ends with it; startServerOn refuses one that does not.
+// cmd/jit-ssh/limits_config_test.go, and flood_test.go here, whose config
+// sets a budget on purpose). Every config these tests start a server with
+// sets its limits, with testLimits or a block of its own; startServerOn
+// refuses one that leaves them to the defaults.
 const testLimits = `
 limits:
   requests: {per_minute: 0}
   certificates: {per_minute: 0}
+  writes: {per_minute: 0}
 `
+
+// limitsBlock finds a config's top-level limits block.
+var limitsBlock = regexp.MustCompile(`(?m)^limits:`)
 
 // startDev starts `jit-ssh serve --dev` on a free loopback port and a
 // fresh data dir.
@@ -131,8 +138,8 @@ func startServerOn(t *testing.T, port int, dataDir string, args ...string) *serv
 	}
 	for i, a := range args {
 		if a == "--config" && i+1 < len(args) {
-			if b, err := os.ReadFile(args[i+1]); err != nil || !strings.Contains(string(b), testLimits) {
-				t.Fatalf("test config %s does not end with testLimits (err %v): a test's result must not depend on the machine's speed", args[i+1], err)
+			if b, err := os.ReadFile(args[i+1]); err != nil || !limitsBlock.Match(b) {
+				t.Fatalf("test config %s leaves the rate limits to the defaults (err %v): add testLimits, since a test's result must not depend on the machine's speed", args[i+1], err)
 			}
 		}
 	}

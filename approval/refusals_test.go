@@ -1,0 +1,157 @@
+package approval_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
+)
+
+// refusalEvents returns the refusal events in the ledger, in order.
+func (e *env) refusalEvents(t *testing.T) []*ca.Event {
+	t.Helper()
+	var out []*ca.Event
+	err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(ev *ca.Event) error {
+		if strings.HasSuffix(ev.Type, ".refused") {
+			out = append(out, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// countOf is how many refusals ev stands for: its "count", else one.
+func countOf(t *testing.T, ev *ca.Event) int {
+	t.Helper()
+	c, ok := ev.Data["count"]
+	if !ok {
+		return 1
+	}
+	n, ok := c.(float64)
+	if !ok || n < 1 || n != float64(int(n)) {
+		t.Fatalf("event %d has count %v (%T), want a whole number >= 1", ev.ID, c, c)
+	}
+	return int(n)
+}
+
+// TestIdenticalRefusalsAreCounted: a flood of one refusal (sam approving
+// his own request) is one event at once and one event with the count when
+// the window closes, not one event each; the counted event says what was
+// refused, how often, and between when. A refusal that differs (another
+// event, another request, another actor) is recorded on its own, and once
+// the window has closed the same refusal is recorded at once again.
+func TestIdenticalRefusalsAreCounted(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	r := e.create(t, "sam", "prod-db", time.Hour)
+	selfApprove := func() {
+		t.Helper()
+		_, err := e.svc.Review(ctx, "sam", r.ID, ca.ReviewApprove, "")
+		checkErr(t, err, approval.ErrForbidden, "self_review")
+	}
+	start := e.clk.now()
+	for range 100 {
+		selfApprove()
+		e.clk.advance(100 * time.Millisecond) // 10 s in all: one window
+	}
+	last := e.clk.now().Add(-100 * time.Millisecond)
+	got := e.refusalEvents(t)
+	if len(got) != 1 || countOf(t, got[0]) != 1 || got[0].Actor != "sam" || got[0].Data["code"] != "self_review" {
+		t.Fatalf("after 100 identical refusals: %d events, want the first one only, uncounted", len(got))
+	}
+	// Different refusals are their own: another event, another actor.
+	if _, err := e.svc.Review(ctx, "sam", r.ID, ca.ReviewRequestChanges, "no"); err == nil {
+		t.Fatal("self REQUEST_CHANGES accepted")
+	}
+	if _, err := e.svc.Edit(ctx, "bob", r.ID, 30*time.Minute, nil); err == nil {
+		t.Fatal("bob edited sam's request")
+	}
+	if got := e.refusalEvents(t); len(got) != 3 {
+		t.Fatalf("%d refusal events after two different refusals, want 3", len(got))
+	}
+	// Nothing is flushed before the window closes...
+	e.svc.FlushRefusals(ctx, false)
+	if got := e.refusalEvents(t); len(got) != 3 {
+		t.Fatalf("%d refusal events after an early flush, want 3", len(got))
+	}
+	// ...and the count is recorded once it has.
+	e.clk.set(start.Add(approval.RefusalWindow))
+	e.svc.FlushRefusals(ctx, false)
+	got = e.refusalEvents(t)
+	if len(got) != 4 {
+		t.Fatalf("%d refusal events after the window closed, want 4: %+v", len(got), got)
+	}
+	c := got[3]
+	if c.Type != approval.EventReviewRefused || c.Actor != "sam" || c.RequestID != r.ID || c.Data["code"] != "self_review" ||
+		c.Data["event"] != ca.ReviewApprove || c.Data["reason"] != got[0].Data["reason"] || countOf(t, c) != 99 {
+		t.Errorf("counted event = %s by %s on %s, data %v; want the self-approval by sam, count 99", c.Type, c.Actor, c.RequestID, c.Data)
+	}
+	if c.Data["first_at"] != start.Add(100*time.Millisecond).UTC().Format(time.RFC3339Nano) || c.Data["last_at"] != last.UTC().Format(time.RFC3339Nano) {
+		t.Errorf("counted event spans %v to %v, want %s to %s", c.Data["first_at"], c.Data["last_at"], start.Add(100*time.Millisecond), last)
+	}
+	// A window closed: the same refusal is recorded at once again.
+	selfApprove()
+	if got := e.refusalEvents(t); len(got) != 5 || countOf(t, got[4]) != 1 {
+		t.Fatalf("the refusal after the window: %d events, want a 5th, uncounted", len(got))
+	}
+	verifyLedger(t, e.db)
+}
+
+// failingRecorder is the ledger with RecordEvent failing while fail is set.
+type failingRecorder struct {
+	*store.DB
+	fail bool
+}
+
+func (f *failingRecorder) RecordEvent(ctx context.Context, ev ca.Event) error {
+	if f.fail {
+		return errors.New("disk full")
+	}
+	return f.DB.RecordEvent(ctx, ev)
+}
+
+// TestCountedRefusalsAreNeverLost: however refusals interleave, and even
+// when the ledger cannot record the first of a window, every refusal is in
+// the ledger after the final flush, on its own or in a count.
+func TestCountedRefusalsAreNeverLost(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	rec := &failingRecorder{DB: e.db}
+	svc := approval.NewService(rec, staticDirectory(), testPolicies(), []string{"security"}, approval.WithClock(e.clk.now))
+	r := e.create(t, "sam", "prod-db", time.Hour)
+	refuse := func(event string) {
+		if _, err := svc.Review(ctx, "sam", r.ID, event, "x"); err == nil {
+			t.Fatal("self review accepted")
+		}
+	}
+	n := 0
+	rec.fail = true
+	refuse(ca.ReviewApprove) // not recorded: the window counts it
+	n++
+	rec.fail = false
+	for i := range 30 {
+		refuse([]string{ca.ReviewApprove, ca.ReviewRequestChanges, ca.ReviewDeny}[i%3])
+		n++
+		e.clk.advance(5 * time.Second) // 150 s: windows close on the way
+	}
+	svc.FlushRefusals(ctx, true)
+	total := 0
+	for _, ev := range e.refusalEvents(t) {
+		total += countOf(t, ev)
+	}
+	if total != n {
+		t.Errorf("the ledger accounts for %d refusals, want all %d", total, n)
+	}
+	if got := len(e.refusalEvents(t)); got >= n {
+		t.Errorf("%d events for %d refusals of three kinds: nothing was counted", got, n)
+	}
+	verifyLedger(t, e.db)
+}
