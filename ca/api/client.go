@@ -173,6 +173,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return resp, nil
 }
 
+// MaxPublicAnswerBytes bounds the answers the host commands read (GET
+// /v1/ca and GET /v1/host-groups/{name}): a few keys and principals, far
+// below this. Like the KRL download's own bound, it keeps whatever answers
+// in the server's place from making a host's sync hold a huge answer.
+const MaxPublicAnswerBytes = 1 << 20
+
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	resp, err := c.do(ctx, method, path, query, in)
 	if err != nil {
@@ -185,16 +191,39 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	return nil
 }
 
-// CA returns the CA keys hosts should trust.
-func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
-	var out CAResponse
-	return &out, c.call(ctx, http.MethodGet, "/v1/ca", nil, nil, &out)
+// callLimited is call with the answer bounded to max bytes: a longer one
+// is an error, read no further than max+1 bytes.
+func (c *Client) callLimited(ctx context.Context, method, path string, query url.Values, in, out any, max int64) error {
+	resp, err := c.do(ctx, method, path, query, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return fmt.Errorf("api: reading the server's answer: %w", err)
+	}
+	if int64(len(data)) > max {
+		return fmt.Errorf("api: the server's answer to %s %s is larger than %d bytes, far more than a jit-ssh server sends; check that %s is your jit-ssh server", method, path, max, c.base.Redacted())
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("api: reading the server's answer: %w", err)
+	}
+	return nil
 }
 
-// HostGroup returns a host group's public description.
+// CA returns the CA keys hosts should trust; an answer over
+// MaxPublicAnswerBytes is an error.
+func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
+	var out CAResponse
+	return &out, c.callLimited(ctx, http.MethodGet, "/v1/ca", nil, nil, &out, MaxPublicAnswerBytes)
+}
+
+// HostGroup returns a host group's public description; an answer over
+// MaxPublicAnswerBytes is an error.
 func (c *Client) HostGroup(ctx context.Context, name string) (*HostGroup, error) {
 	var out HostGroup
-	return &out, c.call(ctx, http.MethodGet, "/v1/host-groups/"+url.PathEscape(name), nil, nil, &out)
+	return &out, c.callLimited(ctx, http.MethodGet, "/v1/host-groups/"+url.PathEscape(name), nil, nil, &out, MaxPublicAnswerBytes)
 }
 
 // Health returns the server's health.

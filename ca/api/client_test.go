@@ -173,3 +173,50 @@ func TestClientRefusesRedirectToPlainHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestClientBoundsPublicAnswers: the answers the host commands read (GET
+// /v1/ca, GET /v1/host-groups/{name}) are read up to MaxPublicAnswerBytes;
+// a longer one is an error, even when it is well-formed JSON (finding 10
+// of issue 13: a 300 MB answer took 1.4 GB before failing).
+func TestClientBoundsPublicAnswers(t *testing.T) {
+	var size int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := size
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/ca":
+			_, _ = io.WriteString(w, `{"keys":[{"public_key":"`+strings.Repeat("A", n)+`"}]}`)
+		default:
+			_, _ = io.WriteString(w, `{"name":"g","principals":["`+strings.Repeat("p", n)+`"]}`)
+		}
+	}))
+	defer srv.Close()
+	c, err := api.NewClient(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"CA":        func() error { _, err := c.CA(ctx); return err },
+		"HostGroup": func() error { _, err := c.HostGroup(ctx, "g"); return err },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			mu.Lock()
+			size = api.MaxPublicAnswerBytes / 2
+			mu.Unlock()
+			if err := call(); err != nil {
+				t.Fatalf("an answer of half the bound: %v", err)
+			}
+			mu.Lock()
+			size = api.MaxPublicAnswerBytes
+			mu.Unlock()
+			err := call()
+			if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+				t.Fatalf("an answer over the bound: err = %v, want one saying it is larger than 1048576 bytes", err)
+			}
+		})
+	}
+}

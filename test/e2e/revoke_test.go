@@ -259,6 +259,14 @@ func TestRevokeThenHostSync(t *testing.T) {
 				}
 				_, _ = w.Write(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil))
 			}, "no CA key"},
+			{"huge CA answer", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v1/ca" {
+					// Well-formed JSON, over the bound: read no further.
+					_, _ = io.WriteString(w, `{"keys":[{"public_key":"`+strings.Repeat("A", api.MaxPublicAnswerBytes+1)+`"}]}`)
+					return
+				}
+				_, _ = w.Write(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil))
+			}, "larger than 1048576 bytes"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
