@@ -105,6 +105,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (string, error
 		if ca.CheckLogin(login) != nil {
 			return "", newErr(ErrUnauthenticated, "unauthenticated", "the identity provider returned an unusable login")
 		}
+		if ca.IsReservedLogin(login) {
+			return "", newErr(ErrForbidden, "reserved_login", "the login %q is reserved for jit-ssh's own events, so this account cannot use jit-ssh; sign in with another account", login)
+		}
 		return login, nil
 	case errors.Is(err, ErrUnauthenticated):
 		return "", newErr(ErrUnauthenticated, "unauthenticated", "the token was not accepted; sign in again with 'jit-ssh auth login'")
@@ -284,7 +287,7 @@ func (s *Service) endGrantIfDue(ctx context.Context, r *ca.Request) (*ca.Request
 	next := *r
 	next.EndedAt, next.UpdatedAt, next.Version = end, now, r.Version+1
 	err := s.store.ApplyRequestChange(ctx, ca.RequestChange{Request: &next, PrevVersion: r.Version, Events: []ca.Event{{
-		Time: now, Actor: "jit-ssh", Type: ca.EventGrantEnded, RequestID: r.ID,
+		Time: now, Actor: ca.SystemActor, Type: ca.EventGrantEnded, RequestID: r.ID,
 		Data: map[string]any{"ended_early": false, "reason": "duration elapsed", "grant_ended_at": end, "duration": r.Duration.String()},
 	}}})
 	if errors.Is(err, ca.ErrConflict) {
@@ -322,7 +325,7 @@ func (s *Service) expireIfDue(ctx context.Context, r *ca.Request) (*ca.Request, 
 	next := *r
 	next.State, next.UpdatedAt, next.Version = ca.StateExpired, now, r.Version+1
 	err := s.store.ApplyRequestChange(ctx, ca.RequestChange{Request: &next, PrevVersion: r.Version, Events: []ca.Event{{
-		Time: now, Actor: "jit-ssh", Type: ca.EventRequestExpired, RequestID: r.ID,
+		Time: now, Actor: ca.SystemActor, Type: ca.EventRequestExpired, RequestID: r.ID,
 		Data: map[string]any{"pending_ttl": s.pendingTTL.String()},
 	}}})
 	if errors.Is(err, ca.ErrConflict) {
@@ -332,7 +335,7 @@ func (s *Service) expireIfDue(ctx context.Context, r *ca.Request) (*ca.Request, 
 		return nil, err
 	}
 	s.watch.notify(r.ID)
-	s.notify(ctx, NotifyExpired, "jit-ssh", &next, nil)
+	s.notify(ctx, NotifyExpired, ca.SystemActor, &next, nil)
 	return &next, nil
 }
 
