@@ -252,6 +252,14 @@ func TestRevokeThenHostSync(t *testing.T) {
 			{"older KRL", proxyCA(srv, func(w http.ResponseWriter) {
 				_, _ = w.Write(ca.MarshalKRL(krlVersion.Version-1, time.Now(), "jit-ssh", nil))
 			}), fmt.Sprintf("offers version %d, this host has %d", krlVersion.Version-1, krlVersion.Version)},
+			// Newer and well framed, but not a KRL OpenSSH parses: sshd
+			// would refuse every certificate with it in place.
+			{"garbage in a certificates section", proxyCA(srv, func(w http.ResponseWriter) {
+				_, _ = w.Write(append(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil), 1, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef))
+			}), "KRL is unusable"},
+			{"garbage in a SHA256 section", proxyCA(srv, func(w http.ResponseWriter) {
+				_, _ = w.Write(append(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil), 5, 0, 0, 0, 5, 0, 0, 0, 1, 0xde))
+			}), "KRL is unusable"},
 			{"no CA keys", func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/v1/ca" {
 					_, _ = io.WriteString(w, `{"keys":[]}`)
