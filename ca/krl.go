@@ -21,8 +21,8 @@ import (
 // library is published on the module proxy (stripe/krl and its forks are
 // not), so the codec is here, small, and tested against ssh-keygen -Q.
 const (
-	krlMagic             = "SSHKRL\n\x00"
-	krlFormatVersion     = 1
+	krlMagic         = "SSHKRL\n\x00"
+	krlFormatVersion = 1
 
 	// Section types.
 	krlSectionCerts       = 1

@@ -202,7 +202,9 @@ func u64(v uint64) []byte  { return binary.BigEndian.AppendUint64(nil, v) }
 func handmadeKRLs(caBlob []byte) [][]byte {
 	hdr := wire([]byte("SSHKRL\n\x00"), []byte{0, 0, 0, 1}, u64(9), u64(0), u64(0), sstr(nil), sstr(nil))
 	sec := func(t byte, body []byte) []byte { return wire(hdr, []byte{t}, sstr(body)) }
-	certs := func(ca []byte, subs ...[]byte) []byte { return sec(1, wire(append([][]byte{sstr(ca), sstr(nil)}, subs...)...)) }
+	certs := func(ca []byte, subs ...[]byte) []byte {
+		return sec(1, wire(append([][]byte{sstr(ca), sstr(nil)}, subs...)...))
+	}
 	sub := func(t byte, body []byte) []byte { return wire([]byte{t}, sstr(body)) }
 	bitmap := func(lo uint64, bm []byte) []byte { return sub(0x22, wire(u64(lo), sstr(bm))) }
 	return [][]byte{
