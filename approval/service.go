@@ -151,7 +151,15 @@ func (s *Service) policy(group string) (*Policy, error) {
 	return p, nil
 }
 
-func checkText(what, s string, maxLen int) error {
+// CheckFreeText is the one rule for free text people write into the
+// ledger (a request's reason, a review's body, a revocation's reason):
+// valid UTF-8, at most maxLen characters, and no character that would act
+// on a terminal or reorder text instead of showing itself: no control
+// characters but newline and tab (no escape sequences, no BEL), and no
+// bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E,
+// U+2066-U+2069), which make text read differently from what it is. The
+// error is an *Error of kind ErrInvalid (400) with code "invalid_"+what.
+func CheckFreeText(what, s string, maxLen int) error {
 	if !utf8.ValidString(s) {
 		return newErr(ErrInvalid, "invalid_"+what, "%s is not valid UTF-8", what)
 	}
@@ -160,7 +168,10 @@ func checkText(what, s string, maxLen int) error {
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return newErr(ErrInvalid, "invalid_"+what, "%s contains control characters", what)
+			return newErr(ErrInvalid, "invalid_"+what, "%s contains control characters (%U); write it as plain text", what, r)
+		}
+		if unicode.Is(unicode.Bidi_Control, r) {
+			return newErr(ErrInvalid, "invalid_"+what, "%s contains a bidirectional text control (%U), which makes text display differently from what it says; write it without one", what, r)
 		}
 	}
 	return nil
@@ -184,7 +195,7 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("reason", reason, MaxReasonLen); err != nil {
+	if err := CheckFreeText("reason", reason, MaxReasonLen); err != nil {
 		return nil, err
 	}
 	ok, err := s.memberOfAny(ctx, login, p.Requesters)
@@ -493,7 +504,7 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ 
 	default:
 		return nil, newErr(ErrInvalid, "invalid_review_event", "review event %q must be APPROVE, REQUEST_CHANGES, COMMENT or DENY", event)
 	}
-	if err := checkText("body", body, MaxBodyLen); err != nil {
+	if err := CheckFreeText("body", body, MaxBodyLen); err != nil {
 		return nil, err
 	}
 	if (event == ca.ReviewComment || event == ca.ReviewRequestChanges || event == ca.ReviewDeny) && strings.TrimSpace(body) == "" {
@@ -599,7 +610,7 @@ func (s *Service) checkReviewer(ctx context.Context, login, id string) error {
 func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, reason *string) (_ *ca.Request, err error) {
 	defer func() { s.recordRefusal(ctx, EventRequestRefused, login, id, map[string]any{"action": "edit"}, err) }()
 	if reason != nil {
-		if err := checkText("reason", *reason, MaxReasonLen); err != nil {
+		if err := CheckFreeText("reason", *reason, MaxReasonLen); err != nil {
 			return nil, err
 		}
 	}
