@@ -330,11 +330,18 @@ func checkKRLCAKey(blob []byte) error {
 			return fmt.Errorf("type %s is not an ECDSA key", t)
 		}
 		// sshkey_ec_validate_public: both coordinates longer than half
-		// the group order and below order-1 (on the curve: checked above).
+		// the group order and below order-1 (on the curve: checked by
+		// ParsePublicKey). The point is 0x04 || x || y.
+		point, err := pk.Bytes()
+		if err != nil || len(point) < 3 || point[0] != 4 {
+			return fmt.Errorf("type %s with an unusable point", t)
+		}
+		n := (len(point) - 1) / 2
+		x, y := new(big.Int).SetBytes(point[1:1+n]), new(big.Int).SetBytes(point[1+n:])
 		order := pk.Curve.Params().N
 		half := order.BitLen() / 2
 		last := new(big.Int).Sub(order, big.NewInt(1))
-		if pk.X.BitLen() <= half || pk.Y.BitLen() <= half || pk.X.Cmp(last) >= 0 || pk.Y.Cmp(last) >= 0 {
+		if x.BitLen() <= half || y.BitLen() <= half || x.Cmp(last) >= 0 || y.Cmp(last) >= 0 {
 			return errors.New("ECDSA point that OpenSSH refuses")
 		}
 		return nil
