@@ -345,3 +345,47 @@ func TestServiceFailsClosedOnGitHub(t *testing.T) {
 		t.Fatalf("IsAuditor after recovery: %v", err)
 	}
 }
+
+// TestAuthenticateRefusesSystemActor: no identity, from GitHub or a static
+// directory, may take the login of the server's own events (finding 9 of
+// issue 13): its actions would read as the server's and it would see the
+// server's events as its own. Other logins are unaffected.
+func TestAuthenticateRefusesSystemActor(t *testing.T) {
+	gh := ghFixture(t)
+	gh.AddUser("jit-ssh", "gho_system")
+	gh.AddUser("JIT-SSH", "gho_system_caps")
+	static := approval.NewStaticDirectory(map[string]approval.StaticUser{
+		"alice":   {Token: "tok-alice"},
+		"jit-ssh": {Token: "tok-system"},
+		"Jit-Ssh": {Token: "tok-system-caps"},
+	})
+	tests := []struct {
+		name     string
+		dir      approval.Directory
+		token    string
+		reserved bool
+	}{
+		{"github jit-ssh", newGH(t, gh), "gho_system", true},
+		{"github JIT-SSH", newGH(t, gh), "gho_system_caps", true},
+		{"github alice", newGH(t, gh), "gho_alice", false},
+		{"static jit-ssh", static, "tok-system", true},
+		{"static Jit-Ssh", static, "tok-system-caps", true},
+		{"static alice", static, "tok-alice", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := approval.NewService(nil, tt.dir, nil, nil)
+			login, err := svc.Authenticate(t.Context(), tt.token)
+			if !tt.reserved {
+				if err != nil {
+					t.Fatalf("Authenticate: %v", err)
+				}
+				return
+			}
+			var ae *approval.Error
+			if !errors.As(err, &ae) || !errors.Is(err, approval.ErrForbidden) || ae.Code != "reserved_login" || !strings.Contains(ae.Message, "reserved") {
+				t.Fatalf("Authenticate = %q, %v; want a reserved_login refusal", login, err)
+			}
+		})
+	}
+}

@@ -120,6 +120,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (string, error
 		if ca.CheckLogin(login) != nil {
 			return "", newErr(ErrUnauthenticated, CodeUnauthenticated, "the identity provider returned an unusable login")
 		}
+		if ca.IsReservedLogin(login) {
+			return "", newErr(ErrForbidden, "reserved_login", "the login %q is reserved for jit-ssh's own events, so this account cannot use jit-ssh; sign in with another account", login)
+		}
 		return login, nil
 	case errors.Is(err, ErrUnauthenticated):
 		return "", newErr(ErrUnauthenticated, CodeUnauthenticated, "the token was not accepted; sign in again with 'jit-ssh auth login' or set JIT_SSH_TOKEN%s", s.signInHint)
@@ -163,7 +166,15 @@ func (s *Service) policy(group string) (*Policy, error) {
 	return p, nil
 }
 
-func checkText(what, s string, maxLen int) error {
+// CheckFreeText is the one rule for free text people write into the
+// ledger (a request's reason, a review's body, a revocation's reason):
+// valid UTF-8, at most maxLen characters, and no character that would act
+// on a terminal or reorder text instead of showing itself: no control
+// characters but newline and tab (no escape sequences, no BEL), and no
+// bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E,
+// U+2066-U+2069), which make text read differently from what it is. The
+// error is an *Error of kind ErrInvalid (400) with code "invalid_"+what.
+func CheckFreeText(what, s string, maxLen int) error {
 	if !utf8.ValidString(s) {
 		return newErr(ErrInvalid, "invalid_"+what, "%s is not valid UTF-8", what)
 	}
@@ -172,7 +183,10 @@ func checkText(what, s string, maxLen int) error {
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return newErr(ErrInvalid, "invalid_"+what, "%s contains control characters", what)
+			return newErr(ErrInvalid, "invalid_"+what, "%s contains control characters (%U); write it as plain text", what, r)
+		}
+		if unicode.Is(unicode.Bidi_Control, r) {
+			return newErr(ErrInvalid, "invalid_"+what, "%s contains a bidirectional text control (%U), which makes text display differently from what it says; write it without one", what, r)
 		}
 	}
 	return nil
@@ -210,7 +224,7 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("reason", reason, MaxReasonLen); err != nil {
+	if err := CheckFreeText("reason", reason, MaxReasonLen); err != nil {
 		return nil, err
 	}
 	ok, err := s.memberOfAny(ctx, login, p.Requesters)
@@ -321,7 +335,7 @@ func (s *Service) endGrantIfDue(ctx context.Context, r *ca.Request) (*ca.Request
 	next := *r
 	next.EndedAt, next.UpdatedAt, next.Version = end, now, r.Version+1
 	err := s.store.ApplyRequestChange(ctx, ca.RequestChange{Request: &next, PrevVersion: r.Version, Events: []ca.Event{{
-		Time: now, Actor: "jit-ssh", Type: ca.EventGrantEnded, RequestID: r.ID,
+		Time: now, Actor: ca.SystemActor, Type: ca.EventGrantEnded, RequestID: r.ID,
 		Data: map[string]any{"ended_early": false, "reason": "duration elapsed", "grant_ended_at": end, "duration": r.Duration.String()},
 	}}})
 	if errors.Is(err, ca.ErrConflict) {
@@ -359,7 +373,7 @@ func (s *Service) expireIfDue(ctx context.Context, r *ca.Request) (*ca.Request, 
 	next := *r
 	next.State, next.UpdatedAt, next.Version = ca.StateExpired, now, r.Version+1
 	err := s.store.ApplyRequestChange(ctx, ca.RequestChange{Request: &next, PrevVersion: r.Version, Events: []ca.Event{{
-		Time: now, Actor: "jit-ssh", Type: ca.EventRequestExpired, RequestID: r.ID,
+		Time: now, Actor: ca.SystemActor, Type: ca.EventRequestExpired, RequestID: r.ID,
 		Data: map[string]any{"pending_ttl": s.pendingTTL.String()},
 	}}})
 	if errors.Is(err, ca.ErrConflict) {
@@ -369,7 +383,7 @@ func (s *Service) expireIfDue(ctx context.Context, r *ca.Request) (*ca.Request, 
 		return nil, err
 	}
 	s.watch.notify(r.ID)
-	s.notify(ctx, NotifyExpired, "jit-ssh", &next, nil)
+	s.notify(ctx, NotifyExpired, ca.SystemActor, &next, nil)
 	return &next, nil
 }
 
@@ -527,7 +541,7 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ 
 	default:
 		return nil, newErr(ErrInvalid, "invalid_review_event", "review event %q must be APPROVE, REQUEST_CHANGES, COMMENT or DENY", event)
 	}
-	if err := checkText("body", body, MaxBodyLen); err != nil {
+	if err := CheckFreeText("body", body, MaxBodyLen); err != nil {
 		return nil, err
 	}
 	if (event == ca.ReviewComment || event == ca.ReviewRequestChanges || event == ca.ReviewDeny) && strings.TrimSpace(body) == "" {
@@ -633,7 +647,7 @@ func (s *Service) checkReviewer(ctx context.Context, login, id string) error {
 func (s *Service) Edit(ctx context.Context, login, id string, d time.Duration, reason *string) (_ *ca.Request, err error) {
 	defer func() { s.recordRefusal(ctx, EventRequestRefused, login, id, map[string]any{"action": "edit"}, err) }()
 	if reason != nil {
-		if err := checkText("reason", *reason, MaxReasonLen); err != nil {
+		if err := CheckFreeText("reason", *reason, MaxReasonLen); err != nil {
 			return nil, err
 		}
 		// Only pending requests can be edited, and those wait for an approver.

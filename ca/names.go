@@ -2,6 +2,7 @@ package ca
 
 import (
 	"fmt"
+	"strings"
 )
 
 // Names that end up in sshd files, certificate KeyIds or principals are
@@ -83,6 +84,17 @@ func validRequestID(s string) bool {
 // maxLogin is GitHub's limit on login length. The pattern alone would
 // allow more, since each "-x" pair counts once.
 const maxLogin = 39
+
+// SystemActor is the actor of the events the server records on its own
+// (a request expiring, a grant ending). No identity may have this login:
+// its actions would read as the server's, and it would see the server's
+// events as its own (see IsReservedLogin).
+const SystemActor = "jit-ssh"
+
+// IsReservedLogin reports whether login is SystemActor, in any case (GitHub
+// logins are case-insensitive): the identity layer refuses such an identity
+// and static configuration may not declare one.
+func IsReservedLogin(login string) bool { return strings.EqualFold(login, SystemActor) }
 
 // CheckLogin returns an error unless s is a valid user login.
 func CheckLogin(s string) error {

@@ -59,7 +59,8 @@ func TestCheckKRLHeader(t *testing.T) {
 		ok   bool
 	}{
 		{"empty KRL", good, true},
-		{"with sections", append(bytes.Clone(good), 1, 0, 0, 0, 0), true},
+		{"with sections", append(bytes.Clone(good), 1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0), true},
+		{"empty certificates section (OpenSSH refuses it)", append(bytes.Clone(good), 1, 0, 0, 0, 0), false},
 		{"nothing", nil, false},
 		{"truncated", good[:20], false},
 		{"bad magic", append([]byte("SSHKRX\n\x00"), good[8:]...), false},

@@ -80,6 +80,32 @@ func TestSyncKeepsLastGoodFiles(t *testing.T) {
 		}, ca.ErrBadKRL, "KRL is unusable"},
 		{"empty KRL body", func(g fakeSource, _ Files) fakeSource { g.krl = nil; return g }, ca.ErrBadKRL, "KRL is unusable"},
 		{"truncated KRL", func(g fakeSource, _ Files) fakeSource { g.krl = g.krl[:len(g.krl)-3]; return g }, ca.ErrBadKRL, "KRL is unusable"},
+		// A newer, well-framed KRL that OpenSSH cannot parse: installed, it
+		// would lock every certificate out (finding 4 of issue 13).
+		{"garbage in a certificates section", func(g fakeSource, _ Files) fakeSource {
+			g.krl = append(ca.MarshalKRL(6, time.Now(), "jit-ssh", nil), 1, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef)
+			return g
+		}, ca.ErrBadKRL, "section 1 (type 1)"},
+		{"unknown certificate subsection", func(g fakeSource, f Files) fakeSource {
+			krl := ca.MarshalKRL(6, time.Now(), "jit-ssh", []ca.RevokedSerials{{CA: f.CAKeys[0], Serials: []uint64{42}}})
+			krl[len(krl)-8-4-1] = 0x99 // the serial list's type
+			g.krl = krl
+			return g
+		}, ca.ErrBadKRL, "subsection 1 (type 0x99)"},
+		{"serial 0 in a serial list", func(g fakeSource, f Files) fakeSource {
+			krl := ca.MarshalKRL(6, time.Now(), "jit-ssh", []ca.RevokedSerials{{CA: f.CAKeys[0], Serials: []uint64{42}}})
+			copy(krl[len(krl)-8:], make([]byte, 8))
+			g.krl = krl
+			return g
+		}, ca.ErrBadKRL, "serial 0"},
+		{"garbage in a signature section", func(g fakeSource, _ Files) fakeSource {
+			g.krl = append(ca.MarshalKRL(6, time.Now(), "jit-ssh", nil), 4, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef)
+			return g
+		}, ca.ErrBadKRL, "section 1 (type 4)"},
+		{"garbage in a SHA256 section", func(g fakeSource, _ Files) fakeSource {
+			g.krl = append(ca.MarshalKRL(6, time.Now(), "jit-ssh", nil), 5, 0, 0, 0, 5, 0, 0, 0, 1, 0xde)
+			return g
+		}, ca.ErrBadKRL, "a hash of 1 bytes, want 32"},
 		{"older KRL", func(g fakeSource, _ Files) fakeSource {
 			g.krl = ca.MarshalKRL(4, time.Now(), "jit-ssh", nil)
 			return g

@@ -297,6 +297,9 @@ func (s *Server) authorizeRevocation(ctx context.Context, login string, body Rev
 	if body.Reason == "" || len(body.Reason) > 1000 {
 		return store.RevokeSpec{}, fmt.Errorf("%w: a reason (at most 1000 characters) is required", errBadInput)
 	}
+	if err := approval.CheckFreeText("reason", body.Reason, approval.MaxReasonLen); err != nil {
+		return store.RevokeSpec{}, err
+	}
 	switch {
 	case body.Serial != "":
 		serial, err := strconv.ParseUint(body.Serial, 10, 64)

@@ -509,6 +509,17 @@ func badInputCases(t testing.TB) []badCase {
 		revoke("revoke: user with a newline", `{"user":"alice\nroot","reason":"x"}`, bad, "invalid_input"),
 		revoke("revoke: no reason", `{"serial":"{serial}"}`, bad, "invalid_input"),
 		revoke("revoke: unknown field", `{"serial":"{serial}","reason":"x","all":true}`, bad, "invalid_input"),
+		// One free-text rule for every field (finding 8 of issue 13).
+		revoke("revoke: reason with an escape", `{"serial":"{serial}","reason":"x\u001b[31my"}`, bad, "invalid_reason"),
+		revoke("revoke: reason with a BEL", `{"serial":"{serial}","reason":"x\u0007"}`, bad, "invalid_reason"),
+		revoke("revoke: reason with a C1 control", `{"serial":"{serial}","reason":"x\u009by"}`, bad, "invalid_reason"),
+		revoke("revoke: reason with a bidi override", `{"serial":"{serial}","reason":"x\u202ey"}`, bad, "invalid_reason"),
+		revoke("revoke: reason with a bidi isolate", `{"user":"alice","reason":"x\u2066y\u2069"}`, bad, "invalid_reason"),
+		revoke("revoke: request with a bidi embedding", `{"request_id":"{open}","reason":"\u202ax"}`, bad, "invalid_reason"),
+		create("reason with a bidi override", jsonBody(CreateRequest{HostGroup: "staging", Reason: "x\u202ey"}), bad, "invalid_reason"),
+		create("reason with a right-to-left mark", jsonBody(CreateRequest{HostGroup: "staging", Reason: "x\u200fy"}), bad, "invalid_reason"),
+		{"review: body with a bidi isolate", call{token: "tok-bob", method: "POST", path: "/v1/requests/{pending}/reviews", body: `{"event":"COMMENT","body":"a\u2067b"}`}, bad, "invalid_body"},
+		{"edit: reason with a bidi override", call{token: alice, method: "PATCH", path: "/v1/requests/{pending}", body: `{"reason":"a\u202db"}`}, bad, "invalid_reason"},
 
 		// Query parameters and path values.
 		get("certs: user with a newline", alice, "/v1/certificates?user=al%0Aice", bad, "invalid_input"),

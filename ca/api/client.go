@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,21 +26,96 @@ type Client struct {
 // ClientOption configures a Client.
 type ClientOption func(*Client)
 
-// WithHTTPClient sets the HTTP client (for TLS settings or tests).
+// WithHTTPClient sets the HTTP client (for TLS settings or tests). The
+// Client uses a copy whose redirects are checked like the server URL (see
+// ServerURL); h itself is not changed.
 func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
 
+// ErrInsecureServer means a server URL (or a redirect) is plain http to a
+// host that is not loopback: the caller's token, or a host's trust in a CA
+// key, would cross the network in clear and could be changed on the way.
+var ErrInsecureServer = errors.New("api: plain http to a server that is not on loopback")
+
 // NewClient returns a client for the server at base, authenticating with
-// token (which may be empty for unauthenticated endpoints).
+// token (which may be empty for unauthenticated endpoints). base must pass
+// ServerURL: https, or http only to loopback. Nothing is sent here.
 func NewClient(base, token string, opts ...ClientOption) (*Client, error) {
-	u, err := url.Parse(strings.TrimSuffix(base, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("api: server URL %q must look like https://jit-ssh.example.com", base)
+	u, err := ServerURL(base)
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{base: u, token: token, http: &http.Client{Timeout: MaxWait + 30*time.Second}}
 	for _, o := range opts {
 		o(c)
 	}
+	c.http = SafeRedirects(c.http)
 	return c, nil
+}
+
+// ServerURL parses a jit-ssh server URL and refuses one the client must not
+// talk to: anything but http or https with a host, and plain http to a host
+// that is not loopback (127.0.0.0/8, ::1 or localhost), which wraps
+// ErrInsecureServer. Every caller that reaches the server (the API client,
+// `jit-ssh doctor`) checks its URL here before it sends anything.
+func ServerURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSuffix(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("api: server URL %q must look like https://jit-ssh.example.com", raw)
+	}
+	if err := checkScheme(u); err != nil {
+		host := u.Host
+		if u.Port() == "80" {
+			host = strings.TrimSuffix(u.Host, ":80")
+		}
+		return nil, fmt.Errorf("%w (%s) would carry tokens and the server's answers (CA keys, KRL, certificates) in clear and open to change: use https://%s instead (plain http is only for 127.0.0.1, ::1 or localhost)", ErrInsecureServer, u.Redacted(), host)
+	}
+	return u, nil
+}
+
+func checkScheme(u *url.URL) error {
+	if u.Scheme == "https" || (u.Scheme == "http" && IsLoopbackHost(u.Hostname())) {
+		return nil
+	}
+	return ErrInsecureServer
+}
+
+// IsLoopbackHost reports whether host (a name or an address, without a
+// port) is the loopback interface: localhost, 127.0.0.0/8 or ::1.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
+}
+
+// maxRedirects is net/http's own default limit.
+const maxRedirects = 10
+
+// SafeRedirects returns a copy of h (nil: a zero http.Client) whose
+// redirects follow the rule of ServerURL: a redirect to plain http on a
+// host that is not loopback (an https server sending the client to http,
+// where the token would go in clear) is refused before it is followed.
+// h's own CheckRedirect, if any, still runs after that check.
+func SafeRedirects(h *http.Client) *http.Client {
+	var hc http.Client
+	if h != nil {
+		hc = *h
+	}
+	next := hc.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := checkScheme(req.URL); err != nil {
+			return fmt.Errorf("%w: refused to follow the server's redirect to %s; point --server at the https address it should have", ErrInsecureServer, req.URL.Redacted())
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("api: stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &hc
 }
 
 // Error is an error answer from the server.
@@ -97,6 +173,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return resp, nil
 }
 
+// MaxPublicAnswerBytes bounds the answers the host commands read (GET
+// /v1/ca and GET /v1/host-groups/{name}): a few keys and principals, far
+// below this. Like the KRL download's own bound, it keeps whatever answers
+// in the server's place from making a host's sync hold a huge answer.
+const MaxPublicAnswerBytes = 1 << 20
+
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	resp, err := c.do(ctx, method, path, query, in)
 	if err != nil {
@@ -109,16 +191,39 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	return nil
 }
 
-// CA returns the CA keys hosts should trust.
-func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
-	var out CAResponse
-	return &out, c.call(ctx, http.MethodGet, "/v1/ca", nil, nil, &out)
+// callLimited is call with the answer bounded to max bytes: a longer one
+// is an error, read no further than max+1 bytes.
+func (c *Client) callLimited(ctx context.Context, method, path string, query url.Values, in, out any, max int64) error {
+	resp, err := c.do(ctx, method, path, query, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return fmt.Errorf("api: reading the server's answer: %w", err)
+	}
+	if int64(len(data)) > max {
+		return fmt.Errorf("api: the server's answer to %s %s is larger than %d bytes, far more than a jit-ssh server sends; check that %s is your jit-ssh server", method, path, max, c.base.Redacted())
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("api: reading the server's answer: %w", err)
+	}
+	return nil
 }
 
-// HostGroup returns a host group's public description.
+// CA returns the CA keys hosts should trust; an answer over
+// MaxPublicAnswerBytes is an error.
+func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
+	var out CAResponse
+	return &out, c.callLimited(ctx, http.MethodGet, "/v1/ca", nil, nil, &out, MaxPublicAnswerBytes)
+}
+
+// HostGroup returns a host group's public description; an answer over
+// MaxPublicAnswerBytes is an error.
 func (c *Client) HostGroup(ctx context.Context, name string) (*HostGroup, error) {
 	var out HostGroup
-	return &out, c.call(ctx, http.MethodGet, "/v1/host-groups/"+url.PathEscape(name), nil, nil, &out)
+	return &out, c.callLimited(ctx, http.MethodGet, "/v1/host-groups/"+url.PathEscape(name), nil, nil, &out, MaxPublicAnswerBytes)
 }
 
 // Health returns the server's health.

@@ -84,8 +84,8 @@ CSV table.`,
 			tw := e.table()
 			fmt.Fprintln(tw, "SERIAL\tGROUP\tREQUESTER\tAPPROVERS\tREQUEST\tISSUED\tVALID BEFORE\tREVOKED\tREASON")
 			err = c.ListCertificates(cmd.Context(), f, func(cert api.Certificate) error {
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cert.Serial, cert.HostGroup, cert.Requester,
-					orDash(strings.Join(cert.Approvers, ",")), cert.RequestID, cert.IssuedAt.UTC().Format(time.RFC3339),
+				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(cert.Serial), cell(cert.HostGroup), cell(cert.Requester),
+					cell(strings.Join(cert.Approvers, ",")), cell(cert.RequestID), cert.IssuedAt.UTC().Format(time.RFC3339),
 					cert.ValidBefore.UTC().Format(time.RFC3339), fmtTime(cert.RevokedAt), oneLine(cert.Reason, 60))
 				return err
 			})

@@ -77,8 +77,8 @@ issued, issuances refused with their reason, revocations, configuration loads.
 			tw := e.table()
 			fmt.Fprintln(tw, "ID\tTIME\tACTOR\tTYPE\tREQUEST\tSERIAL\tDETAILS")
 			err = c.ListEvents(cmd.Context(), q, func(ev api.Event) error {
-				_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.ID, ev.Time.UTC().Format(time.RFC3339), ev.Actor, ev.Type,
-					orDash(ev.RequestID), orDash(ev.Serial), oneLine(compactData(ev.Data), 100))
+				_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.ID, ev.Time.UTC().Format(time.RFC3339), cell(ev.Actor), cell(ev.Type),
+					cell(ev.RequestID), cell(ev.Serial), oneLine(compactData(ev.Data), 100))
 				return err
 			})
 			return errors.Join(err, tw.Flush())
@@ -155,14 +155,14 @@ func runAuditShow(ctx context.Context, e *env, key string) error {
 	}
 	for _, cert := range s.Certificates {
 		tw := e.table()
-		fmt.Fprintf(tw, "Certificate:\t%s\n", cert.Serial)
-		fmt.Fprintf(tw, "Key ID:\t%s\n", cert.KeyID)
-		fmt.Fprintf(tw, "Host group:\t%s (principals %s)\n", cert.HostGroup, strings.Join(cert.Principals, ","))
-		fmt.Fprintf(tw, "Requester:\t%s\n", cert.Requester)
-		fmt.Fprintf(tw, "Approved by:\t%s\n", orDash(strings.Join(cert.Approvers, ", ")))
+		fmt.Fprintf(tw, "Certificate:\t%s\n", cell(cert.Serial))
+		fmt.Fprintf(tw, "Key ID:\t%s\n", cell(cert.KeyID))
+		fmt.Fprintf(tw, "Host group:\t%s (principals %s)\n", cell(cert.HostGroup), cell(strings.Join(cert.Principals, ",")))
+		fmt.Fprintf(tw, "Requester:\t%s\n", cell(cert.Requester))
+		fmt.Fprintf(tw, "Approved by:\t%s\n", cell(strings.Join(cert.Approvers, ", ")))
 		fmt.Fprintf(tw, "Valid:\t%s to %s\n", cert.ValidAfter.UTC().Format(time.RFC3339), cert.ValidBefore.UTC().Format(time.RFC3339))
 		fmt.Fprintf(tw, "Issued:\t%s\n", cert.IssuedAt.UTC().Format(time.RFC3339))
-		fmt.Fprintf(tw, "Key:\t%s\n", cert.Fingerprint)
+		fmt.Fprintf(tw, "Key:\t%s\n", cell(cert.Fingerprint))
 		fmt.Fprintf(tw, "Revoked:\t%s\n", fmtTime(cert.RevokedAt))
 		if err := tw.Flush(); err != nil {
 			return err
@@ -175,7 +175,7 @@ func runAuditShow(ctx context.Context, e *env, key string) error {
 	fmt.Fprintln(e.stdout, "\nEvents:")
 	tw := e.table()
 	for _, ev := range s.Events {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Actor, ev.Type, oneLine(compactData(ev.Data), 120))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), cell(ev.Actor), cell(ev.Type), oneLine(compactData(ev.Data), 120))
 	}
 	return tw.Flush()
 }

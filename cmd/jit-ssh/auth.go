@@ -73,8 +73,11 @@ JIT_SSH_GITHUB_URL and JIT_SSH_GITHUB_API_URL).`,
 			if o.clientID == "" {
 				return &usageError{errors.New("no GitHub OAuth app client ID: pass --client-id or set JIT_SSH_GITHUB_CLIENT_ID (your jit-ssh operator has it)")}
 			}
-			if u, err := url.Parse(o.githubURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return &usageError{fmt.Errorf("--github-url %q must look like https://github.com", o.githubURL)}
+			if err := checkGitHubURL("--github-url", o.githubURL, "https://github.com"); err != nil {
+				return err
+			}
+			if err := checkGitHubURL("--api-url", o.apiURL, defaultGitHubAPIURL); err != nil {
+				return err
 			}
 			return o.run(cmd.Context(), e)
 		},
@@ -83,6 +86,20 @@ JIT_SSH_GITHUB_URL and JIT_SSH_GITHUB_API_URL).`,
 	cmd.Flags().StringVar(&o.githubURL, "github-url", "", "GitHub web URL (env JIT_SSH_GITHUB_URL; default "+defaultGitHubURL+")")
 	cmd.Flags().StringVar(&o.apiURL, "api-url", "", "GitHub API URL (env JIT_SSH_GITHUB_API_URL; default "+defaultGitHubAPIURL+")")
 	return cmd
+}
+
+// checkGitHubURL refuses a GitHub URL the CLI must not send a token to,
+// before anything is sent: https, or plain http only to loopback (as for
+// the jit-ssh server and the server's own identity.github.api_url).
+func checkGitHubURL(flag, raw, example string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return &usageError{fmt.Errorf("%s %q must look like %s", flag, raw, example)}
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return &usageError{fmt.Errorf("%s %s is plain http to a host that is not on loopback, which would carry your GitHub token in clear: use https://%s instead", flag, u.Redacted(), u.Host)}
+	}
+	return nil
 }
 
 func firstNonEmpty(s ...string) string {
@@ -293,6 +310,9 @@ Exits 1 when there is no token.`,
 				return nil
 			}
 			apiURL = firstNonEmpty(apiURL, e.getenv("JIT_SSH_GITHUB_API_URL"), defaultGitHubAPIURL)
+			if err := checkGitHubURL("--api-url", apiURL, defaultGitHubAPIURL); err != nil {
+				return err
+			}
 			login, err := approval.GitHubLogin(cmd.Context(), apiURL, e.token(), nil)
 			if err != nil {
 				if errors.Is(err, approval.ErrUnauthenticated) {

@@ -314,3 +314,28 @@ func noFile(t *testing.T, path string) {
 		t.Errorf("%s exists after a failed sign-in (%v)", path, err)
 	}
 }
+
+// TestAuthRefusesPlainHTTPGitHub: auth login and auth status --verify send
+// a GitHub token; to a GitHub URL that is plain http off loopback they send
+// nothing and say to use https (the rule of the jit-ssh server's URL).
+func TestAuthRefusesPlainHTTPGitHub(t *testing.T) {
+	gh := ghstub.New(t)
+	authEnv(t, gh)
+	t.Setenv("JIT_SSH_TOKEN", "gho_secret")
+	for _, args := range [][]string{
+		{"auth", "login", "--github-url", "http://ghe.example.com"},
+		{"auth", "login", "--api-url", "http://ghe.example.com/api/v3/"},
+		{"auth", "status", "--verify", "--api-url", "http://10.0.0.1/api/v3/"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			gh.ResetCounts()
+			r := runCLI(t, args...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, "use https://") {
+				t.Errorf("exit %d, stderr %q; want 2 and a sentence saying to use https", r.code, r.stderr)
+			}
+			if n := gh.Count(ghstub.EndpointUser); n != 0 {
+				t.Errorf("GitHub was asked %d time(s)", n)
+			}
+		})
+	}
+}

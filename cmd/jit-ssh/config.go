@@ -418,6 +418,8 @@ func (c *Config) Validate() error {
 			path := "identity.static.users." + login
 			if ca.CheckLogin(login) != nil {
 				add(path, "%q is not a valid login", login)
+			} else if ca.IsReservedLogin(login) {
+				add(path, "%q is reserved for jit-ssh's own events; pick another login", login)
 			}
 			if len(u.Token) < 6 {
 				add(path+".token", "must be at least 6 characters")

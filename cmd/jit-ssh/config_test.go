@@ -319,6 +319,8 @@ func TestConfigProblems(t *testing.T) {
 		{"github cache too long", "  type: static\n  static: {users: {alice: {token: dev-alice, teams: [backend]}}}", "  type: github\n  github: {org: acme, cache_ttl: 1h}", "identity.github.cache_ttl", "10m"},
 		{"github token env", "  type: static\n  static: {users: {alice: {token: dev-alice, teams: [backend]}}}", "  type: github\n  github: {org: acme, token_env: \"A-B\"}", "identity.github.token_env", "A-B"},
 		{"static without users", "static: {users: {alice: {token: dev-alice, teams: [backend]}}}", "static: {users: {}}", "identity.static.users", "at least one"},
+		{"static user named like the server", "alice: {token: dev-alice, teams: [backend]}", "alice: {token: dev-alice, teams: [backend]}, jit-ssh: {token: dev-jit-ssh}", "identity.static.users.jit-ssh", "reserved"},
+		{"static user named like the server, in capitals", "alice: {token: dev-alice, teams: [backend]}", "alice: {token: dev-alice, teams: [backend]}, JIT-SSH: {token: dev-jit-ssh}", "identity.static.users.JIT-SSH", "reserved"},
 		{"duplicate static tokens", "alice: {token: dev-alice, teams: [backend]}", "alice: {token: dev-alice, teams: [backend]}, erin: {token: dev-alice}", "identity.static.users.erin.token", "alice"},
 		{"bad trusted CA key", "data_dir: /var/lib/jit-ssh", "data_dir: /var/lib/jit-ssh\ntrusted_ca_keys: [\"ssh-ed25519 nope\"]", "trusted_ca_keys[0]", "public key"},
 		{"bad pending_ttl", "data_dir: /var/lib/jit-ssh", "data_dir: /var/lib/jit-ssh\npending_ttl: -1h", "pending_ttl", "positive"},

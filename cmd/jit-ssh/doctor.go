@@ -166,6 +166,7 @@ func (c *engineerChecks) run(ctx context.Context) []finding {
 	if c.http == nil {
 		c.http = &http.Client{Timeout: probeTimeout}
 	}
+	c.http = api.SafeRedirects(c.http)
 	c.findings = nil
 	c.checkAgent()
 	if c.checkServer(ctx) {
@@ -265,6 +266,15 @@ func jitGroup(comment string) (string, bool) {
 // answer, this machine's clock. It reports whether the server answered.
 func (c *engineerChecks) checkServer(ctx context.Context) bool {
 	serverFix := fmt.Sprintf("check --server / JIT_SSH_SERVER (now %s), your network or VPN, or ask the jit-ssh operators", c.server)
+	// The URL passes the API client's rule before anything is sent.
+	if _, err := api.ServerURL(c.server); err != nil {
+		fix := serverFix
+		if errors.Is(err, api.ErrInsecureServer) {
+			fix = "use the server's https:// address in --server / JIT_SSH_SERVER"
+		}
+		c.add("server", hostconfig.StatusFail, fix, "%v", err)
+		return false
+	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.server, "/")+"/healthz", nil)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
 // newGitHubDirectory is the identity.type github directory: callers'
@@ -39,11 +39,5 @@ func (g *GitHubConfig) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // isLoopbackHost reports whether host (a name or an address, without a
-// port) is the loopback interface.
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	return err == nil && ip.IsLoopback()
-}
+// port) is the loopback interface; the one rule is the API client's.
+func isLoopbackHost(host string) bool { return api.IsLoopbackHost(host) }

@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "jit-ssh: "+message(err))
+	fmt.Fprintln(termWriter{stderr}, "jit-ssh: "+message(err))
 	return exitCode(err)
 }
 

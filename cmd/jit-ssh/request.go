@@ -86,7 +86,7 @@ review. Without either, auditors see every request and others their own.`,
 			tw := e.table()
 			fmt.Fprintln(tw, "ID\tGROUP\tREQUESTER\tSTATE\tDURATION\tAPPROVALS\tCREATED\tREASON")
 			for _, r := range reqs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.ID, r.HostGroup, r.Requester, r.State, r.Duration,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", cell(r.ID), cell(r.HostGroup), cell(r.Requester), cell(r.State), cell(r.Duration),
 					len(r.Approvals), r.ApprovalsRequired, r.CreatedAt.UTC().Format(time.RFC3339), oneLine(r.Reason, 50))
 			}
 			return tw.Flush()
@@ -193,18 +193,18 @@ func (e *env) printRequest(r *api.Request) error {
 		return e.printJSON(r)
 	}
 	tw := e.table()
-	fmt.Fprintf(tw, "Request:\t%s\n", r.ID)
-	fmt.Fprintf(tw, "Host group:\t%s\n", r.HostGroup)
-	fmt.Fprintf(tw, "Requester:\t%s\n", r.Requester)
-	fmt.Fprintf(tw, "State:\t%s\n", r.State)
-	fmt.Fprintf(tw, "Reason:\t%s\n", orDash(r.Reason))
+	fmt.Fprintf(tw, "Request:\t%s\n", cell(r.ID))
+	fmt.Fprintf(tw, "Host group:\t%s\n", cell(r.HostGroup))
+	fmt.Fprintf(tw, "Requester:\t%s\n", cell(r.Requester))
+	fmt.Fprintf(tw, "State:\t%s\n", cell(r.State))
+	fmt.Fprintf(tw, "Reason:\t%s\n", cell(r.Reason))
 	fmt.Fprintf(tw, "Duration:\t%s\n", r.Duration)
 	fmt.Fprintf(tw, "Created:\t%s\n", r.CreatedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "Approved:\t%s\n", fmtTime(r.ApprovedAt))
 	fmt.Fprintf(tw, "Grant ends:\t%s\n", fmtTime(r.GrantEndsAt))
-	fmt.Fprintf(tw, "Approvals:\t%d of %d (%s)\n", len(r.Approvals), r.ApprovalsRequired, orDash(strings.Join(r.Approvals, ", ")))
+	fmt.Fprintf(tw, "Approvals:\t%d of %d (%s)\n", len(r.Approvals), r.ApprovalsRequired, cell(strings.Join(r.Approvals, ", ")))
 	if len(r.ChangesRequestedBy) > 0 {
-		fmt.Fprintf(tw, "Changes requested by:\t%s\n", strings.Join(r.ChangesRequestedBy, ", "))
+		fmt.Fprintf(tw, "Changes requested by:\t%s\n", cell(strings.Join(r.ChangesRequestedBy, ", ")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -214,7 +214,7 @@ func (e *env) printRequest(r *api.Request) error {
 		if rv.Dismissed {
 			dismissed = " (dismissed by an edit)"
 		}
-		fmt.Fprintf(e.stdout, "  %s %s %s%s", rv.CreatedAt.UTC().Format(time.RFC3339), rv.Reviewer, rv.Event, dismissed)
+		fmt.Fprintf(e.stdout, "  %s %s %s%s", rv.CreatedAt.UTC().Format(time.RFC3339), cell(rv.Reviewer), cell(rv.Event), dismissed)
 		if rv.Body != "" {
 			fmt.Fprintf(e.stdout, ": %s", oneLine(rv.Body, 200))
 		}

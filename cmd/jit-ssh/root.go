@@ -71,8 +71,17 @@ and certificate is recorded in a ledger auditors can query and verify.`,
 		SilenceErrors: true,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Human output never passes a terminal control through (see
+			// termWriter); JSON and CSV are data and stay byte for byte.
+			// The server's JSON log on stderr is left as it is.
+			if cmd.Name() != "serve" {
+				e.stderr = termWriter{e.stderr}
+			}
 			switch e.output {
-			case "table", "json":
+			case "table":
+				e.stdout = termWriter{e.stdout}
+				return nil
+			case "json":
 				return nil
 			case "csv":
 				if cmd.Annotations[csvOK] != "" {

@@ -77,14 +77,14 @@ func runStatus(ctx context.Context, e *env) error {
 	tw := e.table()
 	fmt.Fprintln(tw, "GRANTS\tREQUEST\tENDS IN\tAPPROVED BY")
 	for _, r := range v.Grants {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.HostGroup, r.ID, until(*r.GrantEndsAt, now), orDash(strings.Join(r.Approvals, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(r.HostGroup), cell(r.ID), until(*r.GrantEndsAt, now), cell(strings.Join(r.Approvals, ",")))
 	}
 	if len(v.Grants) == 0 {
 		fmt.Fprintln(tw, "(none)\t\t\t")
 	}
 	fmt.Fprintln(tw, "\nPENDING\tREQUEST\tWAITING FOR\t")
 	for _, r := range v.Pending {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", r.HostGroup, r.ID, asked(&r))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", cell(r.HostGroup), cell(r.ID), cell(asked(&r)))
 	}
 	if len(v.Pending) == 0 {
 		fmt.Fprintln(tw, "(none)\t\t\t")

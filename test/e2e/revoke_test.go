@@ -252,6 +252,14 @@ func TestRevokeThenHostSync(t *testing.T) {
 			{"older KRL", proxyCA(srv, func(w http.ResponseWriter) {
 				_, _ = w.Write(ca.MarshalKRL(krlVersion.Version-1, time.Now(), "jit-ssh", nil))
 			}), fmt.Sprintf("offers version %d, this host has %d", krlVersion.Version-1, krlVersion.Version)},
+			// Newer and well framed, but not a KRL OpenSSH parses: sshd
+			// would refuse every certificate with it in place.
+			{"garbage in a certificates section", proxyCA(srv, func(w http.ResponseWriter) {
+				_, _ = w.Write(append(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil), 1, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef))
+			}), "KRL is unusable"},
+			{"garbage in a SHA256 section", proxyCA(srv, func(w http.ResponseWriter) {
+				_, _ = w.Write(append(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil), 5, 0, 0, 0, 5, 0, 0, 0, 1, 0xde))
+			}), "KRL is unusable"},
 			{"no CA keys", func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/v1/ca" {
 					_, _ = io.WriteString(w, `{"keys":[]}`)
@@ -259,6 +267,14 @@ func TestRevokeThenHostSync(t *testing.T) {
 				}
 				_, _ = w.Write(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil))
 			}, "no CA key"},
+			{"huge CA answer", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v1/ca" {
+					// Well-formed JSON, over the bound: read no further.
+					_, _ = io.WriteString(w, `{"keys":[{"public_key":"`+strings.Repeat("A", api.MaxPublicAnswerBytes+1)+`"}]}`)
+					return
+				}
+				_, _ = w.Write(ca.MarshalKRL(krlVersion.Version+1, time.Now(), "jit-ssh", nil))
+			}, "larger than 1048576 bytes"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
