@@ -77,6 +77,14 @@ func (d *DB) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 	if d.ckSigner == nil {
 		return nil, errors.New("store: no checkpoint signer configured")
 	}
+	// Never sign over rows nobody checked: once per Open, the rows after
+	// the newest checkpoint are verified (after that, every new row is this
+	// process's own).
+	if !d.tailVerified.Load() {
+		if _, err := d.VerifyTail(ctx); err != nil {
+			return nil, fmt.Errorf("store: not signing a checkpoint over the ledger's unverified tail: %w", err)
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var cp Checkpoint

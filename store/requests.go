@@ -54,12 +54,8 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 			}
 			rv.RequestID = r.ID
 		}
-		for _, ev := range ch.Events {
-			if err := c.append(ctx, tx, ev); err != nil {
-				return err
-			}
-		}
-		return nil
+		// The last event binds the request and its reviews as they now are.
+		return appendBound(ctx, tx, c, r.ID, "jit-ssh", r.UpdatedAt, ch.Events)
 	})
 }
 
@@ -109,6 +105,12 @@ func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
 		return nil, err
 	}
 	if writer {
+		// The server decides from this request: it must match the event
+		// that last changed it. Checked once per read from the ledger;
+		// what passed is cached.
+		if err := d.checkRequestBinding(ctx, r); err != nil {
+			return nil, err
+		}
 		d.requests.put(r, gen)
 	}
 	return r, nil
@@ -195,12 +197,10 @@ func (d *DB) loadReviews(ctx context.Context, reqs []*ca.Request) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var rv ca.Review
-		var at int64
-		if err := rows.Scan(&rv.ID, &rv.RequestID, &rv.Reviewer, &rv.Event, &rv.Body, &at, &rv.Dismissed); err != nil {
+		rv, err := scanReview(rows)
+		if err != nil {
 			return classify("reading reviews", err)
 		}
-		rv.CreatedAt = fromNanos(sql.NullInt64{Int64: at, Valid: true})
 		byID[rv.RequestID].Reviews = append(byID[rv.RequestID].Reviews, rv)
 	}
 	return classify("reading reviews", rows.Err())

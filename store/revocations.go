@@ -82,8 +82,12 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
 				return err
 			}
+			row, _, err := scanCertRow(tx.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(h.serial))) //nolint:gosec // bit-for-bit
+			if err != nil {
+				return err
+			}
 			if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial,
-				Data: map[string]any{"reason": reason, "requester": h.user}}); err != nil {
+				Data: map[string]any{"reason": reason, "requester": h.user, DataCertificateSHA256: row.digest()}}); err != nil {
 				return err
 			}
 			out.Serials = append(out.Serials, h.serial)
@@ -141,8 +145,8 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			if _, err := tx.ExecContext(ctx, `UPDATE requests SET ended_at = ?, updated_at = ?, version = ? WHERE id = ?`, now.UnixNano(), now.UnixNano(), g.version+1, g.id); err != nil {
 				return err
 			}
-			if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
-				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}); err != nil {
+			if err := appendBound(ctx, tx, c, g.id, actor, now, []ca.Event{{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
+				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}}); err != nil {
 				return err
 			}
 			out.EndedGrants = append(out.EndedGrants, g.id)
