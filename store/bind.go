@@ -154,7 +154,7 @@ func withData(ev ca.Event, kv ...string) ca.Event {
 }
 
 // readRequestTx reads request id with its reviews inside tx.
-func readRequestTx(ctx context.Context, tx *sql.Tx, id string) (*ca.Request, error) {
+func readRequestTx(ctx context.Context, tx queryer, id string) (*ca.Request, error) {
 	r, err := scanRequest(tx.QueryRowContext(ctx, sqlGetRequest, id))
 	if err != nil {
 		return nil, err

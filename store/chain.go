@@ -120,7 +120,7 @@ type VerifyResult struct {
 	// checked against the rows' bindings in the chain (false for a copy of
 	// a ledger older than row bindings); Requests, Reviews and
 	// Certificates count the rows checked.
-	RowsChecked                      bool
+	RowsChecked                     bool
 	Requests, Reviews, Certificates int64
 }
 
@@ -149,7 +149,14 @@ func (e *ChainError) Error() string {
 // that binds it (bind.go). It returns a *ChainError naming the first bad
 // row.
 func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
-	rows, err := d.r.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
+	// One read transaction: the chain and the tables it binds are checked
+	// in the same snapshot, whatever the server writes meanwhile.
+	q, err := d.r.BeginTx(ctx, nil)
+	if err != nil {
+		return VerifyResult{}, classify("verify", err)
+	}
+	defer func() { _ = q.Rollback() }()
+	rows, err := q.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
 	if err != nil {
 		return VerifyResult{}, classify("verify", err)
 	}
@@ -187,8 +194,8 @@ func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
 	}
 	rows.Close()
 	res.Head = prev
-	if err := d.verifyCheckpoints(ctx, lastID, &res); err != nil {
+	if err := d.verifyCheckpoints(ctx, q, lastID, &res); err != nil {
 		return res, err
 	}
-	return res, d.verifyRows(ctx, b, &res)
+	return res, d.verifyRows(ctx, q, b, &res)
 }

@@ -178,7 +178,7 @@ func ReadCheckpointFile(path string, fn func(line int, cp Checkpoint) error) err
 // verifyCheckpoints checks every checkpoint in the ledger and the sidecar
 // against the verified chain, which ends at row lastRow. It fills the
 // checkpoint figures of res and returns the problem with the lowest row.
-func (d *DB) verifyCheckpoints(ctx context.Context, lastRow int64, res *VerifyResult) error {
+func (d *DB) verifyCheckpoints(ctx context.Context, q queryer, lastRow int64, res *VerifyResult) error {
 	var worst *ChainError
 	seenKeys := map[string]bool{}
 	check := func(source string, cp Checkpoint) error {
@@ -207,7 +207,7 @@ func (d *DB) verifyCheckpoints(ctx context.Context, lastRow int64, res *VerifyRe
 			return nil
 		}
 		var hash string
-		if err := d.r.QueryRowContext(ctx, `SELECT hash FROM events WHERE id = ?`, cp.Row).Scan(&hash); err != nil {
+		if err := q.QueryRowContext(ctx, `SELECT hash FROM events WHERE id = ?`, cp.Row).Scan(&hash); err != nil {
 			return classify("verify", err)
 		}
 		if hash != cp.Hash {
@@ -221,11 +221,11 @@ func (d *DB) verifyCheckpoints(ctx context.Context, lastRow int64, res *VerifyRe
 	}
 
 	var hasTable int
-	if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'`).Scan(&hasTable); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'`).Scan(&hasTable); err != nil {
 		return classify("verify", err)
 	}
 	if hasTable > 0 {
-		rows, err := d.r.QueryContext(ctx, `SELECT id, at, event_id, event_hash, signature FROM checkpoints ORDER BY id`)
+		rows, err := q.QueryContext(ctx, `SELECT id, at, event_id, event_hash, signature FROM checkpoints ORDER BY id`)
 		if err != nil {
 			return classify("verify", err)
 		}

@@ -103,12 +103,17 @@ type TailResult struct {
 // server did not.
 func (d *DB) VerifyTail(ctx context.Context) (TailResult, error) {
 	var res TailResult
-	anchor, anchorHash, err := d.newestCheckpoint(ctx)
+	q, err := d.r.BeginTx(ctx, nil) // one snapshot
+	if err != nil {
+		return res, classify("verifying the ledger's tail", err)
+	}
+	defer func() { _ = q.Rollback() }()
+	anchor, anchorHash, err := d.newestCheckpoint(ctx, q)
 	if err != nil {
 		return res, err
 	}
 	res.Anchor = anchor
-	rows, err := d.r.QueryContext(ctx, `SELECT `+storedEventColumns+` FROM events WHERE id > ? ORDER BY id`, anchor)
+	rows, err := q.QueryContext(ctx, `SELECT `+storedEventColumns+` FROM events WHERE id > ? ORDER BY id`, anchor)
 	if err != nil {
 		return res, classify("verifying the ledger's tail", err)
 	}
@@ -142,7 +147,7 @@ func (d *DB) VerifyTail(ctx context.Context) (TailResult, error) {
 		return res, classify("verifying the ledger's tail", err)
 	}
 	rows.Close()
-	if err := d.checkTailRows(ctx, b); err != nil {
+	if err := d.checkTailRows(ctx, q, b); err != nil {
 		return res, err
 	}
 	d.tailVerified.Store(true)
@@ -152,12 +157,12 @@ func (d *DB) VerifyTail(ctx context.Context) (TailResult, error) {
 // newestCheckpoint returns the row and hash of the newest signed
 // checkpoint in the ledger and the sidecar, checked: its signature (by a
 // trusted key) and that the row still has that hash. No checkpoint: 0, "".
-func (d *DB) newestCheckpoint(ctx context.Context) (int64, string, error) {
+func (d *DB) newestCheckpoint(ctx context.Context, q queryer) (int64, string, error) {
 	var cands []Checkpoint
 	var srcs []string
 	var id, at int64
 	var cp Checkpoint
-	err := d.r.QueryRowContext(ctx, `SELECT id, at, event_id, event_hash, signature FROM checkpoints ORDER BY id DESC LIMIT 1`).Scan(&id, &at, &cp.Row, &cp.Hash, &cp.Signature)
+	err := q.QueryRowContext(ctx, `SELECT id, at, event_id, event_hash, signature FROM checkpoints ORDER BY id DESC LIMIT 1`).Scan(&id, &at, &cp.Row, &cp.Hash, &cp.Signature)
 	switch {
 	case err == nil:
 		cp.At = time.Unix(0, at).UTC()
@@ -175,7 +180,7 @@ func (d *DB) newestCheckpoint(ctx context.Context) (int64, string, error) {
 		}
 	}
 	var headID int64
-	if err := d.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM events`).Scan(&headID); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM events`).Scan(&headID); err != nil {
 		return 0, "", classify("reading chain head", err)
 	}
 	var anchor int64
@@ -192,7 +197,7 @@ func (d *DB) newestCheckpoint(ctx context.Context) (int64, string, error) {
 			return 0, "", &ChainError{Row: headID + 1, Reason: fmt.Sprintf("the ledger ends at row %d but the checkpoint from %s says the chain reached row %d: rows were deleted from the end", headID, srcs[i], cp.Row)}
 		}
 		var h string
-		if err := d.r.QueryRowContext(ctx, `SELECT hash FROM events WHERE id = ?`, cp.Row).Scan(&h); err != nil {
+		if err := q.QueryRowContext(ctx, `SELECT hash FROM events WHERE id = ?`, cp.Row).Scan(&h); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return 0, "", &ChainError{Row: cp.Row, Reason: fmt.Sprintf("the checkpoint from %s names row %d, which is missing: it was deleted", srcs[i], cp.Row)}
 			}

@@ -105,7 +105,7 @@ func digestSum(c *certRow) [32]byte {
 // checkTailRows checks the rows that the tail's events bind, as they are
 // now (each of those events is the newest for its key: the tail reaches the
 // head).
-func (d *DB) checkTailRows(ctx context.Context, b *bindings) error {
+func (d *DB) checkTailRows(ctx context.Context, q queryer, b *bindings) error {
 	reqs := make([]string, 0, len(b.req))
 	for id := range b.req {
 		reqs = append(reqs, id)
@@ -113,15 +113,12 @@ func (d *DB) checkTailRows(ctx context.Context, b *bindings) error {
 	slices.SortFunc(reqs, func(x, y string) int { return cmp.Compare(b.req[x].ev, b.req[y].ev) })
 	for _, id := range reqs {
 		rb := b.req[id]
-		r, err := scanRequest(d.r.QueryRowContext(ctx, sqlGetRequest, id))
+		r, err := readRequestTx(ctx, q, id)
 		if err == sql.ErrNoRows { //nolint:errorlint // database/sql returns it bare
 			return rowError(rb.ev, "requests", id, "recorded by event row %d, is missing: it was deleted outside the server", rb.ev)
 		}
 		if err != nil {
 			return classify("verifying the ledger's tail", err)
-		}
-		if err := d.loadReviews(ctx, []*ca.Request{r}); err != nil {
-			return err
 		}
 		if err := rb.check(r); err != nil {
 			return err
@@ -134,8 +131,8 @@ func (d *DB) checkTailRows(ctx context.Context, b *bindings) error {
 	slices.SortFunc(serials, func(x, y uint64) int { return cmp.Compare(b.cert[x].ev, b.cert[y].ev) })
 	for _, s := range serials {
 		cb := b.cert[s]
-		c, _, err := scanCertRow(d.r.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(s))) //nolint:gosec // bit-for-bit
-		if err == sql.ErrNoRows {                                                                                             //nolint:errorlint // database/sql returns it bare
+		c, _, err := scanCertRow(q.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(s))) //nolint:gosec // bit-for-bit
+		if err == sql.ErrNoRows {                                                                                                  //nolint:errorlint // database/sql returns it bare
 			return rowError(cb.ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by event row %d, is missing: it was deleted outside the server", cb.ev)
 		}
 		if err != nil {
@@ -146,13 +143,13 @@ func (d *DB) checkTailRows(ctx context.Context, b *bindings) error {
 		}
 	}
 	if b.baseline != nil {
-		return d.checkBaseline(ctx, *b.baseline)
+		return d.checkBaseline(ctx, q, *b.baseline)
 	}
 	return nil
 }
 
-func (d *DB) checkBaseline(ctx context.Context, b reqBinding) error {
-	sum, err := baselineDigest(ctx, d.r)
+func (d *DB) checkBaseline(ctx context.Context, q queryer, b reqBinding) error {
+	sum, err := baselineDigest(ctx, q)
 	if err != nil {
 		return classify("verifying the certificate baseline", err)
 	}
@@ -164,17 +161,17 @@ func (d *DB) checkBaseline(ctx context.Context, b reqBinding) error {
 
 // hasRowBindings reports whether the ledger's schema has row bindings
 // (migration 0005); a copy of an older ledger has none to check.
-func (d *DB) hasRowBindings(ctx context.Context) (bool, error) {
+func (d *DB) hasRowBindings(ctx context.Context, q queryer) (bool, error) {
 	var n int
-	err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'certificate_baseline'`).Scan(&n)
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'certificate_baseline'`).Scan(&n)
 	return n > 0, err
 }
 
 // verifyRows checks every request, review and certificate row against the
 // newest event binding its key: a row no event binds was inserted, a bound
 // key without a row was deleted, a row whose digest differs was edited.
-func (d *DB) verifyRows(ctx context.Context, b *bindings, res *VerifyResult) error {
-	ok, err := d.hasRowBindings(ctx)
+func (d *DB) verifyRows(ctx context.Context, q queryer, b *bindings, res *VerifyResult) error {
+	ok, err := d.hasRowBindings(ctx, q)
 	if err != nil {
 		return classify("verify", err)
 	}
@@ -182,10 +179,10 @@ func (d *DB) verifyRows(ctx context.Context, b *bindings, res *VerifyResult) err
 		return nil
 	}
 	res.RowsChecked = true
-	if err := d.verifyRequestRows(ctx, b, res); err != nil {
+	if err := d.verifyRequestRows(ctx, q, b, res); err != nil {
 		return err
 	}
-	return d.verifyCertRows(ctx, b, res)
+	return d.verifyCertRows(ctx, q, b, res)
 }
 
 func scanReview(s interface{ Scan(...any) error }) (ca.Review, error) {
@@ -198,13 +195,13 @@ func scanReview(s interface{ Scan(...any) error }) (ca.Review, error) {
 	return rv, nil
 }
 
-func (d *DB) verifyRequestRows(ctx context.Context, b *bindings, res *VerifyResult) error {
-	reqRows, err := d.r.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests ORDER BY id`)
+func (d *DB) verifyRequestRows(ctx context.Context, q queryer, b *bindings, res *VerifyResult) error {
+	reqRows, err := q.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests ORDER BY id`)
 	if err != nil {
 		return classify("verify", err)
 	}
 	defer reqRows.Close()
-	revRows, err := d.r.QueryContext(ctx, `SELECT `+reviewColumns+` FROM reviews ORDER BY request_id, id`)
+	revRows, err := q.QueryContext(ctx, `SELECT `+reviewColumns+` FROM reviews ORDER BY request_id, id`)
 	if err != nil {
 		return classify("verify", err)
 	}
@@ -267,13 +264,13 @@ func (d *DB) verifyRequestRows(ctx context.Context, b *bindings, res *VerifyResu
 	return nil
 }
 
-func (d *DB) verifyCertRows(ctx context.Context, b *bindings, res *VerifyResult) error {
+func (d *DB) verifyCertRows(ctx context.Context, q queryer, b *bindings, res *VerifyResult) error {
 	baseline := map[uint64][32]byte{}
 	if b.baseline != nil {
-		if err := d.checkBaseline(ctx, *b.baseline); err != nil {
+		if err := d.checkBaseline(ctx, q, *b.baseline); err != nil {
 			return err
 		}
-		rows, err := d.r.QueryContext(ctx, `SELECT serial, sha256 FROM certificate_baseline`)
+		rows, err := q.QueryContext(ctx, `SELECT serial, sha256 FROM certificate_baseline`)
 		if err != nil {
 			return classify("verify", err)
 		}
@@ -294,14 +291,14 @@ func (d *DB) verifyCertRows(ctx context.Context, b *bindings, res *VerifyResult)
 		}
 	} else {
 		var n int
-		if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM certificate_baseline`).Scan(&n); err != nil {
+		if err := q.QueryRowContext(ctx, `SELECT count(*) FROM certificate_baseline`).Scan(&n); err != nil {
 			return classify("verify", err)
 		}
 		if n > 0 {
 			return rowError(0, "certificate_baseline", "*", "holds %d rows but no event records it: they were inserted outside the server", n)
 		}
 	}
-	rows, err := d.r.QueryContext(ctx, `SELECT `+certRowColumns+` FROM certificates ORDER BY rowid`)
+	rows, err := q.QueryContext(ctx, `SELECT `+certRowColumns+` FROM certificates ORDER BY rowid`)
 	if err != nil {
 		return classify("verify", err)
 	}
