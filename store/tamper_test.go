@@ -404,3 +404,41 @@ func TestMigrationBindsExistingRows(t *testing.T) {
 		})
 	}
 }
+
+// TestKRLRefusesDroppedRevocations un-revokes, expires or deletes a revoked
+// certificate in the stopped server's ledger: the KRL is not built without
+// it (the revocation is under the checkpoint, so only this check sees it
+// while serving).
+func TestKRLRefusesDroppedRevocations(t *testing.T) {
+	path, signer, _ := rowsLedger(t)
+	db, err := reopen(t, path, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, version, err := db.RevokedSerials(t.Context(), t0)
+	if err != nil || len(got["SHA256:ca"]) != 1 || got["SHA256:ca"][0] != 2001 || version == 0 {
+		t.Fatalf("RevokedSerials of the untouched ledger = %v, %d, %v; want serial 2001", got, version, err)
+	}
+	db.Close()
+	for _, tamper := range []string{
+		`UPDATE certificates SET revoked_at = NULL, revoke_reason = NULL WHERE serial = 2001`,
+		`UPDATE certificates SET valid_before = 1 WHERE serial = 2001`,
+		`DELETE FROM certificates WHERE serial = 2001`,
+	} {
+		t.Run(tamper, func(t *testing.T) {
+			cp := filepath.Join(t.TempDir(), "ledger.db")
+			copyFile(t, path, cp)
+			copyFile(t, path+store.SidecarSuffix, cp+store.SidecarSuffix)
+			raw := rawDB(t, cp)
+			exec(t, raw, tamper)
+			raw.Close()
+			db, err := reopen(t, cp, signer)
+			if err != nil {
+				t.Fatalf("VerifyTail = %v; the tamper is under the checkpoint", err)
+			}
+			if got, _, err := db.RevokedSerials(t.Context(), t0); !errors.Is(err, store.ErrRowMismatch) || !strings.Contains(err.Error(), "serial=2001") {
+				t.Errorf("RevokedSerials = %v, %v; want %v naming serial=2001", got, err, store.ErrRowMismatch)
+			}
+		})
+	}
+}

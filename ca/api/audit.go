@@ -40,10 +40,10 @@ type Event struct {
 
 // VerifyResult is the body of GET /v1/audit/verify.
 type VerifyResult struct {
-	OK      bool   `json:"ok"`
-	Rows    int64  `json:"rows"`
-	Head    string `json:"head,omitempty"`
-	BadRow  int64  `json:"bad_row,omitempty"`
+	OK     bool   `json:"ok"`
+	Rows   int64  `json:"rows"`
+	Head   string `json:"head,omitempty"`
+	BadRow int64  `json:"bad_row,omitempty"`
 	// BadTable and BadKey name the first row of another table that does
 	// not match the event log (BadRow is then the event that binds it, if
 	// any).
