@@ -196,7 +196,7 @@ func appendBound(ctx context.Context, tx *sql.Tx, c *chain, id, actor string, at
 	return nil
 }
 
-// ErrRowMismatch: a ledger row does not match the event log (it was edited,
+// ErrRowMismatch means a ledger row does not match the event log (it was edited,
 // inserted or deleted outside the server). The server refuses to decide
 // from it; `jit-ssh audit verify` names every such row's table and key.
 var ErrRowMismatch = errors.New("store: ledger row does not match the event log")
