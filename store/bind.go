@@ -106,26 +106,58 @@ func reviewsDigest(r *ca.Request) string {
 	return digestJSON(out)
 }
 
-// certRow is a certificates row as stored.
+// certRow is a certificates row as stored (NULL revocation columns as 0
+// and "").
 type certRow struct {
-	Serial        string `json:"serial"`
-	KeyID         string `json:"key_id"`
-	HostGroup     string `json:"host_group"`
-	Principals    string `json:"principals"` // the stored JSON text
-	ValidAfter    int64  `json:"valid_after"`
-	ValidBefore   int64  `json:"valid_before"`
-	Requester     string `json:"requester"`
-	RequestID     string `json:"request_id"`
-	Approvers     string `json:"approvers"` // the stored JSON text
-	Fingerprint   string `json:"fingerprint"`
-	CAFingerprint string `json:"ca_fingerprint"`
-	Certificate   string `json:"certificate"`
-	IssuedAt      int64  `json:"issued_at"`
-	RevokedAt     int64  `json:"revoked_at"` // NULL: 0
-	RevokeReason  string `json:"revoke_reason"`
+	Serial        string
+	KeyID         string
+	HostGroup     string
+	Principals    string // the stored JSON text
+	ValidAfter    int64
+	ValidBefore   int64
+	Requester     string
+	RequestID     string
+	Approvers     string // the stored JSON text
+	Fingerprint   string
+	CAFingerprint string
+	Certificate   string
+	IssuedAt      int64
+	RevokedAt     int64 // NULL: 0
+	RevokeReason  string
 }
 
-func (c *certRow) digest() string { return digestJSON(c) }
+// digest is the SHA-256 of the row's fields in column order, each as its
+// length in bytes, a colon, the value and a newline (integers in decimal):
+// unambiguous, and cheaper on the issuance path than encoding JSON.
+func (c *certRow) digest() string {
+	h := sha256.New()
+	var buf []byte
+	field := func(v string) {
+		buf = strconv.AppendInt(buf[:0], int64(len(v)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
+		buf = append(buf, '\n')
+		h.Write(buf)
+	}
+	num := func(n int64) { field(strconv.FormatInt(n, 10)) }
+	field(c.Serial)
+	field(c.KeyID)
+	field(c.HostGroup)
+	field(c.Principals)
+	num(c.ValidAfter)
+	num(c.ValidBefore)
+	field(c.Requester)
+	field(c.RequestID)
+	field(c.Approvers)
+	field(c.Fingerprint)
+	field(c.CAFingerprint)
+	field(c.Certificate)
+	num(c.IssuedAt)
+	num(c.RevokedAt)
+	field(c.RevokeReason)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
 
 const certRowColumns = `serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at, coalesce(revoked_at, 0), coalesce(revoke_reason, '')`
 
