@@ -234,13 +234,14 @@ func appendBound(ctx context.Context, tx *sql.Tx, c *chain, id, actor string, at
 var ErrRowMismatch = errors.New("store: ledger row does not match the event log")
 
 // checkRequestBinding checks r (read from the ledger with its reviews)
-// against the newest event that binds it: that event must be intact (its
+// against the newest event that binds it, read with latest (sqlLatestBinding)
+// and link (sqlEventLink) in r's snapshot: that event must be intact (its
 // hash covers its content, and the next row links to it) and hold r's
-// digests. It costs three point reads, once per request read (GetRequest
+// digests. It costs two point reads, once per request read (GetRequest
 // caches what passed).
-func (d *DB) checkRequestBinding(ctx context.Context, r *ca.Request) error {
+func (d *DB) checkRequestBinding(ctx context.Context, latest, link *sql.Stmt, r *ca.Request) error {
 	var ev storedEvent
-	err := d.reads.latestBinding.QueryRowContext(ctx, r.ID).Scan(ev.dest()...)
+	err := latest.QueryRowContext(ctx, r.ID).Scan(ev.dest()...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: requests row %s is not recorded in the event log (inserted outside the server); run jit-ssh audit verify", ErrRowMismatch, r.ID)
 	}
@@ -251,7 +252,7 @@ func (d *DB) checkRequestBinding(ctx context.Context, r *ca.Request) error {
 		return fmt.Errorf("%w: event row %d, which records requests row %s, %s; run jit-ssh audit verify", ErrRowMismatch, ev.ce.ID, r.ID, reason)
 	}
 	var next string
-	err = d.reads.eventLink.QueryRowContext(ctx, ev.ce.ID+1).Scan(&next)
+	err = link.QueryRowContext(ctx, ev.ce.ID+1).Scan(&next)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:

@@ -46,11 +46,12 @@ func deriveMACKey(s ssh.Signer) []byte {
 	return k[:]
 }
 
-// eventMAC is the MAC of event row id with hash h.
+// eventMAC is the MAC of event row id with hash h: HMAC-SHA256 truncated
+// to 128 bits (as RFC 4868 does), 32 hex digits on every row.
 func eventMAC(key []byte, id int64, h string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(strconv.FormatInt(id, 10) + ":" + h))
-	return hex.EncodeToString(m.Sum(nil))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // macTail gives the event rows after the newest checkpoint in the ledger

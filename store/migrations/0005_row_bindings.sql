@@ -8,7 +8,7 @@
 -- seek. Its condition must stay, word for word, the one in sqlLatestBinding.
 CREATE INDEX events_binding_request ON events (request_id) WHERE instr(data, '"request_sha256":') > 0;
 
--- mac is HMAC-SHA256, under a key only the checkpoint signer can derive,
+-- mac is HMAC-SHA256 (128 bits), under a key only the checkpoint signer can derive,
 -- of the row's id and hash: the server's mark on the rows it wrote. It is
 -- not part of the row's hash. Rows past the newest signed checkpoint must
 -- carry a valid one, or the server refuses to start: someone who can
