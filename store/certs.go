@@ -26,12 +26,20 @@ func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	// The event binds the row as inserted (bind.go).
+	row := certRow{
+		Serial: strconv.FormatUint(c.Serial, 10), KeyID: c.KeyID, HostGroup: c.HostGroup, Principals: string(principals),
+		ValidAfter: c.ValidAfter.UnixNano(), ValidBefore: c.ValidBefore.UnixNano(), Requester: c.Requester, RequestID: c.RequestID,
+		Approvers: string(approvers), Fingerprint: c.Fingerprint, CAFingerprint: c.CAFingerprint, Certificate: c.Certificate,
+		IssuedAt: c.IssuedAt.UnixNano(),
+	}
 	ev := ca.Event{
 		Time: c.IssuedAt, Actor: c.Requester, Type: ca.EventCertIssued, RequestID: c.RequestID, Serial: c.Serial,
 		Data: map[string]any{
 			"key_id": c.KeyID, "host_group": c.HostGroup, "principals": c.Principals,
 			"valid_after": c.ValidAfter, "valid_before": c.ValidBefore, "approvers": nonNil(c.Approvers),
 			"fingerprint": c.Fingerprint, "ca_fingerprint": c.CAFingerprint,
+			DataCertificateSHA256: row.digest(),
 		},
 	}
 	data, err := eventData(ev) // encoded here, not in the commit's critical section

@@ -15,10 +15,11 @@ import (
 
 // chain appends events inside a write transaction.
 type chain struct {
-	head  string
-	next  int64 // id of the next event row
-	now   func() time.Time
-	stmts *writeStmts // nil: unprepared SQL
+	head   string
+	next   int64 // id of the next event row
+	now    func() time.Time
+	stmts  *writeStmts // nil: unprepared SQL
+	macKey []byte      // nil: rows carry no MAC (no checkpoint signer)
 }
 
 // canonicalEvent is the encoding an event's hash covers. Field order is
@@ -79,8 +80,12 @@ func (c *chain) appendEncoded(ctx context.Context, tx *sql.Tx, ev ca.Event, data
 		Data: data, PrevHash: c.head,
 	}
 	h := eventHash(ce)
+	var mac any // NULL without a key
+	if c.macKey != nil {
+		mac = eventMAC(c.macKey, id, h)
+	}
 	_, err := c.stmts.exec(ctx, tx, sqlInsertEvent,
-		id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h) //nolint:gosec // serials are stored bit-for-bit
+		id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h, mac) //nolint:gosec // serials are stored bit-for-bit
 	if err != nil {
 		return err
 	}
@@ -111,30 +116,53 @@ type VerifyResult struct {
 	Unanchored        int64
 	// CheckpointKeys are the fingerprints of the keys that signed them.
 	CheckpointKeys []string
+	// RowsChecked is true when the requests, reviews and certificates were
+	// checked against the rows' bindings in the chain (false for a copy of
+	// a ledger older than row bindings); Requests, Reviews and
+	// Certificates count the rows checked.
+	RowsChecked                     bool
+	Requests, Reviews, Certificates int64
 }
 
-// ChainError names the first event row that breaks the chain.
+// ChainError names the first row that breaks the chain: an event row, or
+// (Table set) a row of another table that does not match the event log.
 type ChainError struct {
-	Row    int64 // event id of the first bad row
-	Reason string
+	Row int64 // event id of the first bad row; with Table, the event that binds the row (0: none)
+	// Table and Key name a requests, reviews, certificates or
+	// certificate_baseline row that does not match its events.
+	Table, Key string
+	Reason     string
 }
 
 func (e *ChainError) Error() string {
+	if e.Table != "" {
+		return fmt.Sprintf("store: %s row %s does not match the event log: %s", e.Table, e.Key, e.Reason)
+	}
 	return fmt.Sprintf("store: event log broken at row %d: %s", e.Row, e.Reason)
 }
 
 // Verify walks the event log in order and checks every row's hash and link,
 // then every signed checkpoint (in the ledger and the sidecar file) against
 // the chain: a checkpoint past the last row means the tail was deleted, one
-// whose row hash differs means the chain was rewritten. It returns a
-// *ChainError naming the first bad row.
+// whose row hash differs means the chain was rewritten. Last, every
+// request, review and certificate row is checked against the newest event
+// that binds it (bind.go). It returns a *ChainError naming the first bad
+// row.
 func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
-	rows, err := d.r.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
+	// One read transaction: the chain and the tables it binds are checked
+	// in the same snapshot, whatever the server writes meanwhile.
+	q, err := d.r.BeginTx(ctx, nil)
+	if err != nil {
+		return VerifyResult{}, classify("verify", err)
+	}
+	defer func() { _ = q.Rollback() }()
+	rows, err := q.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
 	if err != nil {
 		return VerifyResult{}, classify("verify", err)
 	}
 	defer rows.Close()
 	var res VerifyResult
+	b := newBindings()
 	prev, lastID := "", int64(0)
 	for rows.Next() {
 		var ce canonicalEvent
@@ -155,12 +183,19 @@ func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
 		case eventHash(ce) != hash:
 			return res, &ChainError{Row: ce.ID, Reason: "row content does not match its hash: the row was edited"}
 		}
+		if err := b.add(&ce, serial); err != nil {
+			return res, err
+		}
 		prev, lastID = hash, ce.ID
 		res.Rows++
 	}
 	if err := rows.Err(); err != nil {
 		return res, classify("verify", err)
 	}
+	rows.Close()
 	res.Head = prev
-	return res, d.verifyCheckpoints(ctx, lastID, &res)
+	if err := d.verifyCheckpoints(ctx, q, lastID, &res); err != nil {
+		return res, err
+	}
+	return res, d.verifyRows(ctx, q, b, &res)
 }

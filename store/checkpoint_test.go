@@ -35,9 +35,9 @@ func newSigner(t *testing.T) ssh.Signer {
 // 6, reopened with the checkpoint signer, and the signer.
 func checkpointedLedger(t *testing.T) (*store.DB, string, ssh.Signer) {
 	t.Helper()
-	first, path, _ := ledgerWithEvents(t)
-	first.Close() // one writer at a time: the ledger is locked while open
 	signer := newSigner(t)
+	first, path, _ := ledgerWithEvents(t, store.WithCheckpointSigner(signer))
+	first.Close() // one writer at a time: the ledger is locked while open
 	db, err := store.Open(t.Context(), path, store.WithCheckpointSigner(signer), store.WithClock(func() time.Time { return t0.Add(time.Hour) }))
 	if err != nil {
 		t.Fatal(err)
@@ -207,6 +207,7 @@ func TestCheckpointKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	forger.SkipTailCheck() // jit-ssh itself refuses: the newest checkpoint is by a key it does not trust
 	if _, err := forger.Checkpoint(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func (d *DB) commitBatch(batch []*commitOp) {
 		failAll(err)
 		return
 	}
-	c := &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts}
+	c := d.newChain()
 	ok := 0
 	for _, o := range batch {
 		head, next := c.head, c.next

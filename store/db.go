@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,11 @@ type DB struct {
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
 	sidecar  string          // checkpoint sidecar file; "-": none
+
+	macKey []byte // marks the event rows this server writes (eventMAC); nil: none
+	// tailVerified is set once VerifyTail passed: every row after it is
+	// this process's own (it is the ledger's only writer).
+	tailVerified atomic.Bool
 }
 
 var (
@@ -268,6 +274,11 @@ func (d *DB) migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 				return fmt.Errorf("migration %s: %w", base, err)
 			}
+			if v == bindingsMigration {
+				if err := d.backfillBindings(ctx, tx); err != nil {
+					return fmt.Errorf("migration %s: %w", base, err)
+				}
+			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, d.now().UnixNano())
 			return err
 		})
@@ -300,7 +311,7 @@ func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (d *DB) write(ctx context.Context, what string, fn func(*sql.Tx, *chain) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts}
+	c := d.newChain()
 	err := d.tx(ctx, func(tx *sql.Tx) error { return fn(tx, c) })
 	if err != nil {
 		return classify(what, err)
@@ -359,7 +370,14 @@ func newDB(path string, opts []Option) *DB {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	d.macKey = deriveMACKey(d.ckSigner)
 	return d
+}
+
+// newChain starts appending at the chain's head as this process knows it.
+// The caller holds d.mu.
+func (d *DB) newChain() *chain {
+	return &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts, macKey: d.macKey}
 }
 
 // OpenReadOnly opens an existing ledger file for reading only (no

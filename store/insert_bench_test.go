@@ -2,10 +2,14 @@ package store_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store"
@@ -13,7 +17,16 @@ import (
 
 func benchLedger(b *testing.B) *store.DB {
 	b.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "ledger.db"))
+	// Checkpoints signed as the server signs them (an ed25519 file key).
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ck, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "ledger.db"), store.WithCheckpointSigner(ck))
 	if err != nil {
 		b.Fatal(err)
 	}

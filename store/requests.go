@@ -55,10 +55,9 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 			}
 			rv.RequestID = r.ID
 		}
-		for _, ev := range ch.Events {
-			if err := c.append(ctx, tx, ev); err != nil {
-				return err
-			}
+		// The last event binds the request and its reviews as they now are.
+		if err := appendBound(ctx, tx, c, r.ID, "jit-ssh", r.UpdatedAt, ch.Events); err != nil {
+			return err
 		}
 		if rc := ch.RevokeCertificates; rc != nil {
 			// In the transaction that ends the grant: a certificate
@@ -107,6 +106,17 @@ func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
 	if writer && cached != nil {
 		return cached, nil
 	}
+	if writer {
+		// The server decides from this request: it must match the event
+		// that last changed it. Checked once per read from the ledger;
+		// what passed is cached.
+		r, err := d.readCheckedRequest(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		d.requests.put(r, gen)
+		return r, nil
+	}
 	var row *sql.Row
 	if d.reads != nil {
 		row = d.reads.getRequest.QueryRowContext(ctx, id)
@@ -123,8 +133,46 @@ func (d *DB) GetRequest(ctx context.Context, id string) (*ca.Request, error) {
 	if err := d.loadReviews(ctx, []*ca.Request{r}); err != nil {
 		return nil, err
 	}
-	if writer {
-		d.requests.put(r, gen)
+	return r, nil
+}
+
+// readCheckedRequest reads request id with its reviews and checks them
+// against the newest event that records them, all in one read transaction
+// (one snapshot: a write committing between the reads cannot make a good
+// row look forged), with the prepared reads.
+func (d *DB) readCheckedRequest(ctx context.Context, id string) (*ca.Request, error) {
+	tx, err := d.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, classify("reading request", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	r, err := scanRequest(tx.StmtContext(ctx, d.reads.getRequest).QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: request %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, classify("reading request", err)
+	}
+	rows, err := tx.StmtContext(ctx, d.reads.getReviews).QueryContext(ctx, id)
+	if err != nil {
+		return nil, classify("reading reviews", err)
+	}
+	defer rows.Close()
+	r.Reviews = []ca.Review{}
+	for rows.Next() {
+		rv, err := scanReview(rows)
+		if err != nil {
+			return nil, classify("reading reviews", err)
+		}
+		r.Reviews = append(r.Reviews, rv)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("reading reviews", err)
+	}
+	rows.Close()
+	latest, link := tx.StmtContext(ctx, d.reads.latestBinding), tx.StmtContext(ctx, d.reads.eventLink)
+	if err := d.checkRequestBinding(ctx, latest, link, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -210,12 +258,10 @@ func (d *DB) loadReviews(ctx context.Context, reqs []*ca.Request) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var rv ca.Review
-		var at int64
-		if err := rows.Scan(&rv.ID, &rv.RequestID, &rv.Reviewer, &rv.Event, &rv.Body, &at, &rv.Dismissed); err != nil {
+		rv, err := scanReview(rows)
+		if err != nil {
 			return classify("reading reviews", err)
 		}
-		rv.CreatedAt = fromNanos(sql.NullInt64{Int64: at, Valid: true})
 		byID[rv.RequestID].Reviews = append(byID[rv.RequestID].Reviews, rv)
 	}
 	return classify("reading reviews", rows.Err())

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -125,8 +126,8 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			if _, err := tx.ExecContext(ctx, `UPDATE requests SET ended_at = ?, updated_at = ?, version = ? WHERE id = ?`, now.UnixNano(), now.UnixNano(), g.version+1, g.id); err != nil {
 				return err
 			}
-			if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
-				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}); err != nil {
+			if err := appendBound(ctx, tx, c, g.id, actor, now, []ca.Event{{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
+				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}}); err != nil {
 				return err
 			}
 			out.EndedGrants = append(out.EndedGrants, g.id)
@@ -173,8 +174,14 @@ func revokeCerts(ctx context.Context, tx *sql.Tx, c *chain, where string, args [
 		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
 			return nil, err
 		}
+		// The revocation is the row's last change: its event binds the
+		// row as it now is (see bind.go).
+		row, _, err := scanCertRow(tx.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(h.serial))) //nolint:gosec // bit-for-bit
+		if err != nil {
+			return nil, err
+		}
 		if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial,
-			Data: map[string]any{"reason": reason, "requester": h.user}}); err != nil {
+			Data: map[string]any{"reason": reason, "requester": h.user, DataCertificateSHA256: row.digest()}}); err != nil {
 			return nil, err
 		}
 	}
@@ -203,9 +210,62 @@ func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string
 	if err := rows.Err(); err != nil {
 		return nil, 0, classify("reading revocations", err)
 	}
-	var version sql.NullInt64
-	if err := d.r.QueryRowContext(ctx, `SELECT max(id) FROM events WHERE type = ?`, ca.EventRevoked).Scan(&version); err != nil {
-		return nil, 0, classify("reading revocations", err)
+	rows.Close()
+	version, err := d.checkRevocations(ctx)
+	if err != nil {
+		return nil, 0, err
 	}
-	return out, uint64(max(version.Int64, 0)), nil
+	return out, uint64(max(version, 0)), nil //nolint:gosec // an event id
+}
+
+// checkRevocations checks, before a KRL is built from the certificates
+// table, that every revocation the event log records is still in it: the
+// row exists, is revoked, and matches the digest its certificate.revoked
+// event recorded (a revocation is the last change to a certificate row).
+// An un-revoked or deleted certificate fails the KRL with ErrRowMismatch
+// instead of dropping out of it. It returns the newest revocation's event
+// id (the KRL version).
+func (d *DB) checkRevocations(ctx context.Context) (int64, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT id, serial, data FROM events WHERE type = ? ORDER BY id`, ca.EventRevoked)
+	if err != nil {
+		return 0, classify("reading revocations", err)
+	}
+	type revoked struct {
+		ev, serial int64
+		sum        string
+	}
+	var all []revoked
+	for rows.Next() {
+		var r revoked
+		var data string
+		if err := rows.Scan(&r.ev, &r.serial, &data); err != nil {
+			rows.Close()
+			return 0, classify("reading revocations", err)
+		}
+		var d struct {
+			Sum string `json:"certificate_sha256"`
+		}
+		_ = json.Unmarshal([]byte(data), &d) // unreadable: no digest, the row must still be revoked
+		r.sum = d.Sum
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, classify("reading revocations", err)
+	}
+	var version int64
+	for _, r := range all {
+		version = r.ev
+		c, _, err := scanCertRow(d.r.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, r.serial))
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("%w: certificates row serial=%d, revoked by event row %d, is missing (deleted outside the server); no KRL is served without it; run jit-ssh audit verify", ErrRowMismatch, uint64(r.serial), r.ev) //nolint:gosec // bit-for-bit
+		}
+		if err != nil {
+			return 0, classify("reading revocations", err)
+		}
+		if c.RevokedAt == 0 || (r.sum != "" && c.digest() != r.sum) {
+			return 0, fmt.Errorf("%w: certificates row serial=%s differs from its revocation, event row %d (edited outside the server); no KRL is served without it; run jit-ssh audit verify", ErrRowMismatch, c.Serial, r.ev)
+		}
+	}
+	return version, nil
 }

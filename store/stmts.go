@@ -14,7 +14,7 @@ const (
 	sqlInsertCert = `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlGrantOpenAt = `SELECT count(*) FROM requests WHERE id = ? AND state = 'approved' AND ended_at IS NULL AND approved_at + duration_ns > ?`
-	sqlInsertEvent = `INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertEvent = `INSERT INTO events (id, at, actor, type, request_id, serial, data, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlSavepoint   = `SAVEPOINT grouped`
 	sqlRollbackTo  = `ROLLBACK TO grouped`
 	sqlRelease     = `RELEASE grouped`
@@ -78,12 +78,17 @@ func (s *writeStmts) exec(ctx context.Context, tx *sql.Tx, query string, args ..
 const (
 	sqlGetRequest = `SELECT ` + requestColumns + ` FROM requests WHERE id = ?`
 	sqlGetReviews = `SELECT ` + reviewColumns + ` FROM reviews WHERE request_id = ? ORDER BY id`
+	// sqlLatestBinding is the newest event that binds a request. Its
+	// condition is the one of the partial index events_binding_request
+	// (migration 0005), word for word, so SQLite answers it from there.
+	sqlLatestBinding = `SELECT ` + storedEventColumns + ` FROM events WHERE request_id = ? AND instr(data, '"request_sha256":') > 0 ORDER BY id DESC LIMIT 1`
+	sqlEventLink     = `SELECT prev_hash FROM events WHERE id = ?`
 )
 
 // readStmts holds the prepared reads; a nil *readStmts (a read-only
 // ledger opened for verification) runs them unprepared.
 type readStmts struct {
-	getRequest, getReviews *sql.Stmt
+	getRequest, getReviews, latestBinding, eventLink *sql.Stmt
 }
 
 func prepareReads(ctx context.Context, r *sql.DB) (*readStmts, error) {
@@ -92,8 +97,13 @@ func prepareReads(ctx context.Context, r *sql.DB) (*readStmts, error) {
 	if s.getRequest, err = r.PrepareContext(ctx, sqlGetRequest); err != nil {
 		return nil, fmt.Errorf("store: preparing reads: %w", err)
 	}
-	if s.getReviews, err = r.PrepareContext(ctx, sqlGetReviews); err != nil {
-		return nil, errors.Join(fmt.Errorf("store: preparing reads: %w", err), s.close())
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{{&s.getReviews, sqlGetReviews}, {&s.latestBinding, sqlLatestBinding}, {&s.eventLink, sqlEventLink}} {
+		if *p.st, err = r.PrepareContext(ctx, p.q); err != nil {
+			return nil, errors.Join(fmt.Errorf("store: preparing reads: %w", err), s.close())
+		}
 	}
 	return s, nil
 }
@@ -103,7 +113,7 @@ func (s *readStmts) close() error {
 		return nil
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.getRequest, s.getReviews} {
+	for _, st := range []*sql.Stmt{s.getRequest, s.getReviews, s.latestBinding, s.eventLink} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

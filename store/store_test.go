@@ -20,10 +20,10 @@ import (
 // t0 is the fixed start of the store tests.
 var t0 = time.Date(2025, 6, 2, 10, 0, 0, 123456789, time.UTC)
 
-func openDB(t *testing.T) (*store.DB, string) {
+func openDB(t *testing.T, opts ...store.Option) (*store.DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	db, err := store.Open(t.Context(), path, store.WithClock(func() time.Time { return t0 }))
+	db, err := store.Open(t.Context(), path, append([]store.Option{store.WithClock(func() time.Time { return t0 })}, opts...)...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -614,10 +614,10 @@ func TestListCertificates(t *testing.T) {
 }
 
 // ledgerWithEvents returns a ledger holding a realistic log of n >= 5 rows.
-func ledgerWithEvents(t *testing.T) (*store.DB, string, int) {
+func ledgerWithEvents(t *testing.T, opts ...store.Option) (*store.DB, string, int) {
 	t.Helper()
 	ctx := t.Context()
-	db, path := openDB(t)
+	db, path := openDB(t, opts...)
 	r := newRequest("r-aaaaaaaaaaaaaaaa", "alice", "prod-db", ca.StatePending, t0) // row 1
 	create(t, db, r)
 	approved := *r

@@ -40,11 +40,16 @@ type Event struct {
 
 // VerifyResult is the body of GET /v1/audit/verify.
 type VerifyResult struct {
-	OK      bool   `json:"ok"`
-	Rows    int64  `json:"rows"`
-	Head    string `json:"head,omitempty"`
-	BadRow  int64  `json:"bad_row,omitempty"`
-	Problem string `json:"problem,omitempty"`
+	OK     bool   `json:"ok"`
+	Rows   int64  `json:"rows"`
+	Head   string `json:"head,omitempty"`
+	BadRow int64  `json:"bad_row,omitempty"`
+	// BadTable and BadKey name the first row of another table that does
+	// not match the event log (BadRow is then the event that binds it, if
+	// any).
+	BadTable string `json:"bad_table,omitempty"`
+	BadKey   string `json:"bad_key,omitempty"`
+	Problem  string `json:"problem,omitempty"`
 	// Checkpoints and SidecarCheckpoints count the signed checkpoints
 	// checked in the ledger and in its sidecar file.
 	Checkpoints        int `json:"checkpoints"`
@@ -55,6 +60,13 @@ type VerifyResult struct {
 	LastCheckpointAt  *time.Time `json:"last_checkpoint_at,omitempty"`
 	UnanchoredRows    int64      `json:"unanchored_rows"`
 	CheckpointKeys    []string   `json:"checkpoint_keys,omitempty"`
+	// RowsChecked: the requests, reviews and certificates were checked
+	// against the event log (false for a ledger older than row bindings);
+	// the counts are of the rows checked.
+	RowsChecked  bool  `json:"rows_checked"`
+	Requests     int64 `json:"requests"`
+	Reviews      int64 `json:"reviews"`
+	Certificates int64 `json:"certificates"`
 }
 
 // NewVerifyResult turns the outcome of store.DB.Verify into the API's
@@ -62,11 +74,11 @@ type VerifyResult struct {
 func NewVerifyResult(res store.VerifyResult, err error) (VerifyResult, error) {
 	out := VerifyResult{OK: err == nil, Rows: res.Rows, Head: res.Head, Checkpoints: res.Checkpoints, SidecarCheckpoints: res.SidecarCheckpoints,
 		LastCheckpointRow: res.LastCheckpointRow, LastCheckpointAt: timePtr(res.LastCheckpointAt), UnanchoredRows: res.Unanchored,
-		CheckpointKeys: res.CheckpointKeys}
+		CheckpointKeys: res.CheckpointKeys, RowsChecked: res.RowsChecked, Requests: res.Requests, Reviews: res.Reviews, Certificates: res.Certificates}
 	var ce *store.ChainError
 	switch {
 	case errors.As(err, &ce):
-		out.Head, out.BadRow, out.Problem = "", ce.Row, ce.Reason
+		out.Head, out.BadRow, out.BadTable, out.BadKey, out.Problem = "", ce.Row, ce.Table, ce.Key, ce.Reason
 	case err != nil:
 		return out, err
 	}

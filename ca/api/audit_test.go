@@ -43,14 +43,21 @@ type testServer struct {
 	clock *clock
 	svc   *approval.Service
 	db    *store.DB
+	hs    *httptest.Server
 }
 
 // newTestServer runs the real service (approval rules, issuer with a file
 // key, SQLite ledger) behind httptest, with the dev directory of SPEC 4a.
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
+	return newTestServerAt(t, filepath.Join(t.TempDir(), "ledger.db"))
+}
+
+// newTestServerAt is newTestServer on the ledger file at path.
+func newTestServerAt(t *testing.T, path string) *testServer {
+	t.Helper()
 	clk := &clock{t: t0}
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), store.WithClock(clk.now))
+	db, err := store.Open(t.Context(), path, store.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +91,17 @@ func newTestServer(t *testing.T) *testServer {
 	issuer := ca.NewIssuer(signer, db, ca.WithClock(clk.now))
 	hs := httptest.NewServer(api.NewServer(svc, issuer, signer, db, api.WithClock(clk.now)))
 	t.Cleanup(hs.Close)
-	return &testServer{url: hs.URL, clock: clk, svc: svc, db: db}
+	return &testServer{url: hs.URL, clock: clk, svc: svc, db: db, hs: hs}
+}
+
+// stop stops the server and closes its ledger (the server stopped, as
+// before someone edits the file).
+func (s *testServer) stop(t *testing.T) {
+	t.Helper()
+	s.hs.Close()
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *testServer) as(t *testing.T, login string) *api.Client {

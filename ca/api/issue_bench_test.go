@@ -29,15 +29,16 @@ import (
 func BenchmarkIssueHTTP(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "ledger.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
 	signer, err := ca.LoadOrCreateFileSigner(filepath.Join(dir, "ca_ed25519"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The ledger signs like the server's: checkpoints with the CA's file key.
+	db, err := store.Open(ctx, filepath.Join(dir, "ledger.db"), store.WithCheckpointSigner(signer.DataSigner()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
 	dirUsers := approval.NewStaticDirectory(map[string]approval.StaticUser{"alice": {Token: "tok-alice", Teams: []string{"backend"}}})
 	pol := &approval.Policy{Group: "staging", Principals: []string{"staging"}, Requesters: []string{"backend"},
 		MaxDuration: time.Hour, CertTTL: 5 * time.Minute, Extensions: []string{"permit-pty"}}

@@ -251,6 +251,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusConflict, "conflict", "the record changed concurrently; try again"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "timeout", "the request timed out"
+	case errors.Is(err, store.ErrRowMismatch):
+		return http.StatusInternalServerError, "ledger_mismatch", "the ledger's rows this answer depends on do not match its event log, so nothing was decided, issued or served from them; an operator must run jit-ssh audit verify"
 	default:
 		return http.StatusInternalServerError, "internal", "internal error; see the server log"
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -62,4 +63,22 @@ func checkpointLoop(ctx context.Context, db *store.DB, log *slog.Logger) {
 			checkpoint(ctx, db, log)
 		}
 	}
+}
+
+// tailError is the start-up refusal when the ledger's rows after the newest
+// signed checkpoint fail VerifyTail: it names the first bad row and what the
+// operator does next.
+func tailError(ledger string, err error) error {
+	var ce *store.ChainError
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("verifying the ledger before serving: %w", err)
+	}
+	where := fmt.Sprintf("event row %d", ce.Row)
+	if ce.Table != "" {
+		where = fmt.Sprintf("%s row %s", ce.Table, ce.Key)
+	}
+	return fmt.Errorf("refusing to start: the ledger %s fails verification at %s: %s. "+
+		"Nothing was signed or served. Keep a copy of the data directory as evidence, run 'jit-ssh audit verify --ledger %s' "+
+		"(with --checkpoints pointing at an off-host copy of the sidecar) and 'jit-ssh audit events' on the copy to see what changed, "+
+		"then restore the ledger from a backup that verifies (see the README, For auditors)", ledger, where, ce.Reason, ledger)
 }

@@ -191,7 +191,9 @@ inserted or reordered row breaks it, and the first bad row is named. Then
 check every signed checkpoint of the chain head (kept in the ledger and in
 the sidecar file FILE.checkpoints): a checkpoint past the last row means rows
 were deleted from the end; one whose row hash differs means the chain was
-recomputed after an edit.
+recomputed after an edit. Last, check every request, review and certificate
+row against the newest event that records it: a row edited, inserted or
+deleted outside the server is named by table and key.
 
 With --ledger the check runs locally, read-only, on a ledger file (a copy is
 fine); otherwise the server checks its own ledger (auditors only).
@@ -232,6 +234,11 @@ checked against the key it carries and the keys seen are printed.`,
 				}
 			} else if res.OK {
 				fmt.Fprintf(e.stdout, "Ledger verified: %d events, chain intact (head %s).\n", res.Rows, res.Head)
+				if res.RowsChecked {
+					fmt.Fprintf(e.stdout, "Rows: %d requests, %d reviews and %d certificates, each matching the newest event that records it.\n", res.Requests, res.Reviews, res.Certificates)
+				} else {
+					fmt.Fprintln(e.stdout, "Rows not checked: this ledger predates row bindings (jit-ssh serve adds them when it upgrades the ledger).")
+				}
 				if res.Checkpoints+res.SidecarCheckpoints == 0 {
 					fmt.Fprintln(e.stdout, "No signed checkpoints: deleting rows from the end of the log would go unnoticed.")
 				} else {
@@ -240,6 +247,9 @@ checked against the key it carries and the keys seen are printed.`,
 				}
 			}
 			if !res.OK {
+				if res.BadTable != "" {
+					return fmt.Errorf("ledger verification FAILED at %s row %s: %s", res.BadTable, res.BadKey, res.Problem)
+				}
 				return fmt.Errorf("ledger verification FAILED at event row %d: %s", res.BadRow, res.Problem)
 			}
 			return nil

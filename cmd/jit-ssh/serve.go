@@ -146,6 +146,14 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		return fmt.Errorf("opening the ledger: %w", err)
 	}
 	defer db.Close()
+	// Before anything is signed or served: the rows after the newest
+	// signed checkpoint must be this server's own and match the rows they
+	// record.
+	tail, err := db.VerifyTail(ctx)
+	if err != nil {
+		return tailError(db.Path(), err)
+	}
+	log.Info("ledger tail verified", slog.Int64("checkpoint_row", tail.Anchor), slog.Int64("rows_after_it", tail.Rows))
 	notifier, stopNotifier := newNotifier(cfg, log)
 	defer stopNotifier()
 	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -44,7 +46,8 @@ func sqlite3Bin() (string, error) {
 // spread over the year before end, n/certsPerUser users, ten requests per
 // user, and one certificate.issued event per certificate. The events carry
 // placeholder hashes: the chain is not valid (audit verify is not part of
-// the bench), everything else is what the server writes. The schema comes
+// the bench), everything else is what the server writes; a checkpoint
+// signed with the data dir's CA key anchors its last row (anchorLedger). The schema comes
 // from store.Open, the rows from the sqlite3 CLI (bulk insert in C is many
 // times faster than through database/sql).
 func generateLedger(ctx context.Context, sqlite3, path string, n int, end time.Time) error {
@@ -130,6 +133,32 @@ ANALYZE;
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("generating the ledger with sqlite3: %w: %s", err, out.String())
+	}
+	return anchorLedger(ctx, path, n, end)
+}
+
+// anchorLedger signs a checkpoint of the generated chain's last row (row
+// n, placeholder hash n) with the CA key the --dev server of the data dir
+// will use, so that the server's start-up check of the rows after the
+// newest checkpoint has none to check: the generated rows carry neither
+// real hashes nor the server's MACs.
+func anchorLedger(ctx context.Context, path string, n int, end time.Time) error {
+	key, err := ca.LoadOrCreateFileSigner(filepath.Join(filepath.Dir(path), "ca_ed25519"))
+	if err != nil {
+		return err
+	}
+	cp := store.Checkpoint{Row: int64(n), Hash: fmt.Sprintf("%064x", n), At: end.UTC()}
+	if cp.Signature, err = store.SignCheckpoint(key.DataSigner(), cp); err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, `INSERT INTO checkpoints (at, event_id, event_hash, signature) VALUES (?, ?, ?, ?)`, cp.At.UnixNano(), cp.Row, cp.Hash, cp.Signature)
+	if err != nil {
+		return fmt.Errorf("anchoring the generated ledger: %w", err)
 	}
 	return nil
 }
