@@ -225,7 +225,13 @@ func (u *user) run(args ...string) result {
 	u.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := u.command(ctx, args...)
+	return runResult(u.t, u.command(ctx, args...))
+}
+
+// runResult runs cmd (a jit-ssh command line) to completion and returns
+// its output and exit status; a command that cannot run fails the test.
+func runResult(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -235,7 +241,7 @@ func (u *user) run(args ...string) result {
 	case errors.As(err, &ee):
 		r.Code = ee.ExitCode()
 	case err != nil:
-		u.t.Fatalf("running jit-ssh %v: %v", args, err)
+		t.Fatalf("running %v: %v", cmd.Args, err)
 	}
 	return r
 }

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -71,18 +69,7 @@ func TestCLIRefusesPlainHTTPToRemoteServer(t *testing.T) {
 		if viaEnv {
 			cmd.Env = append(cmd.Env, "JIT_SSH_SERVER="+server)
 		}
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		r := result{Stdout: out.String(), Stderr: errb.String()}
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			r.Code = ee.ExitCode()
-		case err != nil:
-			t.Fatalf("running jit-ssh %v: %v", args, err)
-		}
-		return r
+		return runResult(t, cmd)
 	}
 
 	// The recorder sees what the CLI sends: over https to the same name the
