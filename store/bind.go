@@ -219,6 +219,10 @@ func appendBound(ctx context.Context, tx *sql.Tx, c *chain, id, actor string, at
 	}
 	for i, ev := range events {
 		if i == len(events)-1 {
+			if ev.Type == ca.EventCertIssued {
+				// sqlLatestBinding (and its index) skip these events.
+				return fmt.Errorf("store: a %s event cannot bind request %s", ev.Type, id)
+			}
 			ev = withData(ev, DataRequestSHA256, requestDigest(r), DataReviewsSHA256, reviewsDigest(r))
 		}
 		if err := c.append(ctx, tx, ev); err != nil {

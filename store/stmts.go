@@ -81,7 +81,7 @@ const (
 	// sqlLatestBinding is the newest event that binds a request. Its
 	// condition is the one of the partial index events_binding_request
 	// (migration 0005), word for word, so SQLite answers it from there.
-	sqlLatestBinding = `SELECT ` + storedEventColumns + ` FROM events WHERE request_id = ? AND instr(data, '"request_sha256":') > 0 ORDER BY id DESC LIMIT 1`
+	sqlLatestBinding = `SELECT ` + storedEventColumns + ` FROM events WHERE request_id = ? AND type <> 'certificate.issued' AND instr(data, '"request_sha256":') > 0 ORDER BY id DESC LIMIT 1`
 	sqlEventLink     = `SELECT prev_hash FROM events WHERE id = ?`
 )
 
