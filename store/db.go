@@ -114,6 +114,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	// the walCheckpointer does, on its own connection.
 	d.w, err = sql.Open("sqlite", base+pragmas+"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	d.w.SetMaxOpenConns(1)
@@ -122,16 +123,19 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	d.w.SetConnMaxIdleTime(0)
 	if err := d.migrate(ctx); err != nil {
 		d.w.Close()
+		lock.Close()
 		return nil, err
 	}
 	if d.stmts, err = prepareWrites(ctx, d.w); err != nil {
 		d.w.Close()
+		lock.Close()
 		return nil, classify("preparing the write path", err)
 	}
 	d.r, err = sql.Open("sqlite", base+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		_ = d.stmts.close()
 		d.w.Close()
+		lock.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	d.r.SetMaxOpenConns(8)

@@ -1,7 +1,10 @@
 package store_test
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/jit-ssh/jit-ssh/store"
@@ -36,4 +39,28 @@ func TestOneWriterPerLedger(t *testing.T) {
 		t.Fatalf("Open after the first writer closed: %v", err)
 	}
 	again.Close()
+}
+
+// TestFailedOpenReleasesTheLock: an Open that fails after taking the
+// writer's lock (here: the file is not a SQLite database, so the migration
+// fails) releases it, so the same process can try again once the cause is
+// fixed instead of being told the ledger is in use.
+func TestFailedOpenReleasesTheLock(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a ledger "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := store.Open(ctx, path); err == nil {
+		db.Close()
+		t.Fatal("Open of a file that is not a ledger succeeded")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open after a failed Open in the same process: %v (the failed one kept the lock)", err)
+	}
+	db.Close()
 }
