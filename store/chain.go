@@ -35,6 +35,15 @@ type canonicalEvent struct {
 	PrevHash  string          `json:"prev_hash"`
 }
 
+// EventRowHash returns the hash an event row must carry: the hex SHA-256
+// of its canonical encoding, which covers the previous row's hash. It is
+// the chain's definition, for tools that build ledgers outside the server
+// (the benchmarks' generated ledgers) or check them.
+func EventRowHash(id, at int64, actor, typ, requestID string, serial uint64, data, prevHash string) string {
+	return eventHash(canonicalEvent{ID: id, At: at, Actor: actor, Type: typ, RequestID: requestID,
+		Serial: strconv.FormatUint(serial, 10), Data: json.RawMessage(data), PrevHash: prevHash})
+}
+
 // eventHash returns the hex SHA-256 of an event's canonical encoding.
 func eventHash(e canonicalEvent) string {
 	b, err := json.Marshal(e)

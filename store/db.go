@@ -70,8 +70,12 @@ type DB struct {
 
 	macKey []byte // marks the event rows this server writes (eventMAC); nil: none
 	// tailVerified is set once VerifyTail passed: every row after it is
-	// this process's own (it is the ledger's only writer).
-	tailVerified atomic.Bool
+	// this process's own (it is the ledger's only writer). verifiedThrough
+	// is the last row VerifyTail checked: rows up to it were checked then
+	// (and may carry an earlier checkpoint key's MAC), rows after it must
+	// carry this process's MAC.
+	tailVerified    atomic.Bool
+	verifiedThrough atomic.Int64
 }
 
 var (

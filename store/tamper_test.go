@@ -442,3 +442,57 @@ func TestKRLRefusesDroppedRevocations(t *testing.T) {
 		})
 	}
 }
+
+// TestStartRefusesAnEditUnderACheckpoint: the reads the server decides from
+// find a request's newest binding event, and the revocations the KRL must
+// hold, by the events' columns. Someone who reverts an ended grant and
+// un-revokes its certificate, then hides the newer events by editing their
+// type or data (rows a signed checkpoint already covers, so the tail check
+// alone would not read them), must not get the grant reopened or the serial
+// dropped from the KRL: the server refuses to start, naming the edited row.
+func TestStartRefusesAnEditUnderACheckpoint(t *testing.T) {
+	path, signer, before := rowsLedger(t)
+	raw := rawDB(t, path)
+	exec(t, raw, `UPDATE requests SET ended_at = NULL, updated_at = ?, version = ? WHERE id = ?`, before.UpdatedAt.UnixNano(), before.Version, reqRevoked)
+	exec(t, raw, `UPDATE certificates SET revoked_at = NULL, revoke_reason = NULL WHERE serial = 2001`)
+	var edited int64
+	if err := raw.QueryRow(`SELECT id FROM events WHERE request_id = ? AND type = 'grant.ended'`, reqRevoked).Scan(&edited); err != nil {
+		t.Fatal(err)
+	}
+	var revoked int64
+	if err := raw.QueryRow(`SELECT id FROM events WHERE serial = 2001 AND type = 'certificate.revoked'`).Scan(&revoked); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, raw, `UPDATE events SET data = replace(data, '"request_sha256":', '"request_sha256x":') WHERE id = ?`, edited)
+	exec(t, raw, `UPDATE events SET type = 'certificate.revokedx' WHERE id = ?`, revoked)
+	raw.Close()
+	if _, err := reopen(t, path, signer); err == nil {
+		t.Fatal("the server starts on a ledger whose events under the checkpoint were edited to hide a grant's end and a revocation")
+	} else if ce := (*store.ChainError)(nil); !errors.As(err, &ce) || ce.Row != min(edited, revoked) {
+		t.Errorf("start-up refusal = %v, want a ChainError naming event row %d, the first edited", err, min(edited, revoked))
+	}
+}
+
+// TestCheckpointKeyRotation: after a clean stop, a server with a new
+// checkpoint key (the old one still trusted for the old checkpoints) starts
+// and decides from the requests whose newest events carry the old key's
+// MAC; the rows it writes from then on carry, and must carry, the new one.
+func TestCheckpointKeyRotation(t *testing.T) {
+	path, oldSigner, _ := rowsLedger(t)
+	db, err := store.Open(t.Context(), path, store.WithCheckpointSigner(newSigner(t)), store.WithCheckpointKeys(oldSigner.PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.VerifyTail(t.Context()); err != nil {
+		t.Fatalf("start-up check after a clean key rotation: %v", err)
+	}
+	for _, id := range []string{reqOpen, reqPending, reqRevoked} {
+		if _, err := db.GetRequest(t.Context(), id); err != nil {
+			t.Errorf("GetRequest(%s) after a clean checkpoint-key rotation: %v", id, err)
+		}
+	}
+	if _, err := db.Verify(t.Context()); err != nil {
+		t.Errorf("Verify after the rotation: %v", err)
+	}
+}

@@ -44,10 +44,12 @@ func sqlite3Bin() (string, error) {
 
 // generateLedger creates a ledger at path with n certificates of 5 minutes
 // spread over the year before end, n/certsPerUser users, ten requests per
-// user, and one certificate.issued event per certificate. The events carry
-// placeholder hashes: the chain is not valid (audit verify is not part of
-// the bench), everything else is what the server writes; a checkpoint
-// signed with the data dir's CA key anchors its last row (anchorLedger). The schema comes
+// user, and one certificate.issued event per certificate. The events are
+// inserted with placeholder hashes and then chained (chainLedger: the
+// server checks every row's hash and link at start); the request and
+// certificate rows carry no bindings (the bench never decides from them),
+// everything else is what the server writes; a checkpoint signed with the
+// data dir's CA key anchors its last row (anchorLedger). The schema comes
 // from store.Open, the rows from the sqlite3 CLI (bulk insert in C is many
 // times faster than through database/sql).
 func generateLedger(ctx context.Context, sqlite3, path string, n int, end time.Time) error {
@@ -134,20 +136,82 @@ ANALYZE;
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("generating the ledger with sqlite3: %w: %s", err, out.String())
 	}
-	return anchorLedger(ctx, path, n, end)
+	head, err := chainLedger(ctx, path)
+	if err != nil {
+		return err
+	}
+	return anchorLedger(ctx, path, n, head, end)
+}
+
+// chainLedger gives the generated events their real links and hashes, in
+// id order, and returns the last row's hash.
+func chainLedger(ctx context.Context, path string) (string, error) {
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = tx.Rollback() }()
+	upd, err := tx.PrepareContext(ctx, `UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?`)
+	if err != nil {
+		return "", err
+	}
+	defer upd.Close()
+	type row struct {
+		id, at, serial          int64
+		actor, typ, reqID, data string
+	}
+	prev, last := "", int64(0)
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data FROM events WHERE id > ? ORDER BY id LIMIT 20000`, last)
+		if err != nil {
+			return "", err
+		}
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.at, &r.actor, &r.typ, &r.reqID, &r.serial, &r.data); err != nil {
+				rows.Close()
+				return "", err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return "", err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, r := range batch {
+			h := store.EventRowHash(r.id, r.at, r.actor, r.typ, r.reqID, uint64(r.serial), r.data, prev) //nolint:gosec // bit-for-bit
+			if _, err := upd.ExecContext(ctx, prev, h, r.id); err != nil {
+				return "", err
+			}
+			prev, last = h, r.id
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("chaining the generated ledger: %w", err)
+	}
+	return prev, nil
 }
 
 // anchorLedger signs a checkpoint of the generated chain's last row (row
-// n, placeholder hash n) with the CA key the --dev server of the data dir
-// will use, so that the server's start-up check of the rows after the
-// newest checkpoint has none to check: the generated rows carry neither
-// real hashes nor the server's MACs.
-func anchorLedger(ctx context.Context, path string, n int, end time.Time) error {
+// n, hash head) with the CA key the --dev server of the data dir will use,
+// so that the server's start-up check finds no row after the newest
+// checkpoint: the generated rows carry no MACs of the server.
+func anchorLedger(ctx context.Context, path string, n int, head string, end time.Time) error {
 	key, err := ca.LoadOrCreateFileSigner(filepath.Join(filepath.Dir(path), "ca_ed25519"))
 	if err != nil {
 		return err
 	}
-	cp := store.Checkpoint{Row: int64(n), Hash: fmt.Sprintf("%064x", n), At: end.UTC()}
+	cp := store.Checkpoint{Row: int64(n), Hash: head, At: end.UTC()}
 	if cp.Signature, err = store.SignCheckpoint(key.DataSigner(), cp); err != nil {
 		return err
 	}
