@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,17 +25,35 @@ const (
 
 // RefusalWindow is how long identical refusals are counted rather than
 // recorded one by one. The first of a kind is recorded at once; the
-// identical ones (same actor, type, request, serial and data: code,
-// reason and what was attempted) that follow within the window are
-// counted, and recorded as one event when the window closes: the same
-// type and data plus "count" (how many refusals the event stands for),
-// "first_at" and "last_at". So a flood of one refusal costs at most two
-// events a window, and none of it goes unrecorded.
+// identical ones (same actor, type, request, serial, code and kind of
+// attempt: the data's "action", "event" and "host_group") that follow
+// within the window are counted, whatever else they presented (a key's
+// fingerprint, a reason), and recorded as one event when the window
+// closes: the first one's type and data plus "count" (how many refusals
+// the event stands for), "first_at", "last_at" and, when the others
+// differed from it in other data, "samples": for each such field, up to
+// maxRefusalSamples of the values that differed. So a flood of one kind
+// costs at most two events a window, and none of it goes unrecorded: a
+// count the ledger refuses to write is kept for the next flush.
 const RefusalWindow = time.Minute
 
-// maxCountedRefusals bounds the kinds of refusal counted at once (memory);
-// past it a refusal is recorded on its own, as without counting.
-const maxCountedRefusals = 10000
+// refusalKindFields are the data fields that tell kinds of refusal apart
+// (besides "code"); other data varies per attempt and is only sampled.
+var refusalKindFields = [...]string{"action", "event", "host_group"}
+
+const (
+	// maxRefusalKindsPerActor bounds the kinds of refusal counted at once
+	// for one actor, so one identity cannot use up maxCountedRefusals;
+	// past it the actor's refusals are recorded on their own, as without
+	// counting.
+	maxRefusalKindsPerActor = 64
+	// maxCountedRefusals bounds the kinds counted at once in all (memory).
+	maxCountedRefusals = 10000
+	// maxRefusalSamples bounds the differing values kept per data field,
+	// maxRefusalSampleFields the fields sampled, per window.
+	maxRefusalSamples      = 5
+	maxRefusalSampleFields = 8
+)
 
 // eventRecorder is the optional part of a Store that appends an event of
 // its own, outside any request change (store.DB has it).
@@ -42,29 +61,119 @@ type eventRecorder interface {
 	RecordEvent(ctx context.Context, ev ca.Event) error
 }
 
-// refusalCounter holds the open windows of identical refusals, by key.
+// refusalCounter holds the open windows of identical refusals, by key, and
+// how many each actor holds.
 type refusalCounter struct {
-	mu   sync.Mutex
-	open map[string]*countedRefusal
+	mu      sync.Mutex
+	open    map[string]*countedRefusal
+	byActor map[string]int
 }
 
 // countedRefusal is one open window: the refusal recorded when it opened,
 // and the identical ones since, not yet recorded.
 type countedRefusal struct {
+	key             string
 	ev              ca.Event
 	opened          time.Time
 	n               int
 	firstAt, lastAt time.Time
+	samples         map[string][]any // differing values, by data field
 }
 
-// refusalKey is what makes two refusals identical: everything but the time.
+// refusalKey is what makes two refusals identical: the actor, type,
+// request, serial, code and refusalKindFields, not per-attempt data.
 func refusalKey(ev ca.Event) (string, bool) {
+	var kind [len(refusalKindFields)]any
+	for i, f := range refusalKindFields {
+		kind[i] = ev.Data[f]
+	}
 	b, err := json.Marshal(struct {
 		Actor, Type, RequestID string
 		Serial                 uint64
-		Data                   map[string]any
-	}{ev.Actor, ev.Type, ev.RequestID, ev.Serial, ev.Data})
+		Code                   any
+		Kind                   [len(refusalKindFields)]any
+	}{ev.Actor, ev.Type, ev.RequestID, ev.Serial, ev.Data["code"], kind})
 	return string(b), err == nil
+}
+
+// count adds one refusal at t with data to the window.
+func (w *countedRefusal) count(t time.Time, data map[string]any) {
+	if w.n == 0 || t.Before(w.firstAt) {
+		w.firstAt = t
+	}
+	if w.n == 0 || t.After(w.lastAt) {
+		w.lastAt = t
+	}
+	w.n++
+	for f, v := range data {
+		if f == "code" || slices.Contains(refusalKindFields[:], f) {
+			continue
+		}
+		if first, ok := w.ev.Data[f]; !ok || !sameValue(first, v) {
+			w.sample(f, v)
+		}
+	}
+}
+
+// sample keeps v as a value of field f that differed from the first's,
+// within maxRefusalSamples and maxRefusalSampleFields.
+func (w *countedRefusal) sample(f string, v any) {
+	vs, ok := w.samples[f]
+	if !ok && len(w.samples) >= maxRefusalSampleFields || len(vs) >= maxRefusalSamples ||
+		slices.ContainsFunc(vs, func(s any) bool { return sameValue(s, v) }) {
+		return
+	}
+	if w.samples == nil {
+		w.samples = map[string][]any{}
+	}
+	w.samples[f] = append(vs, v)
+}
+
+// merge adds the refusals counted in o to w.
+func (w *countedRefusal) merge(o *countedRefusal) {
+	if o.n == 0 {
+		return
+	}
+	if w.n == 0 || o.firstAt.Before(w.firstAt) {
+		w.firstAt = o.firstAt
+	}
+	if w.n == 0 || o.lastAt.After(w.lastAt) {
+		w.lastAt = o.lastAt
+	}
+	w.n += o.n
+	for _, f := range slices.Sorted(maps.Keys(o.samples)) {
+		for _, v := range o.samples[f] {
+			w.sample(f, v)
+		}
+	}
+}
+
+// sameValue reports whether a and b encode to the same JSON.
+func sameValue(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// add opens w unless the caps are reached; c.mu is held.
+func (c *refusalCounter) add(w *countedRefusal) bool {
+	if len(c.open) >= maxCountedRefusals || c.byActor[w.ev.Actor] >= maxRefusalKindsPerActor {
+		return false
+	}
+	if c.open == nil {
+		c.open, c.byActor = map[string]*countedRefusal{}, map[string]int{}
+	}
+	c.open[w.key] = w
+	c.byActor[w.ev.Actor]++
+	return true
+}
+
+// remove closes w; c.mu is held.
+func (c *refusalCounter) remove(w *countedRefusal) {
+	delete(c.open, w.key)
+	if c.byActor[w.ev.Actor]--; c.byActor[w.ev.Actor] <= 0 {
+		delete(c.byActor, w.ev.Actor)
+	}
 }
 
 // recordRefusal records a decision the policy refused (an error of kind
@@ -107,11 +216,7 @@ func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {
 	c.mu.Lock()
 	w := c.open[key]
 	if w != nil && now.Before(w.opened.Add(RefusalWindow)) {
-		w.n++
-		if w.n == 1 {
-			w.firstAt = ev.Time
-		}
-		w.lastAt = ev.Time
+		w.count(ev.Time, ev.Data)
 		n := w.n
 		c.mu.Unlock()
 		s.log.LogAttrs(ctx, slog.LevelInfo, "refusal counted", slog.String("type", ev.Type), slog.String("actor", ev.Actor),
@@ -120,18 +225,14 @@ func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {
 	}
 	var closed *countedRefusal
 	if w != nil {
-		delete(c.open, key)
+		c.remove(w)
 		if w.n > 0 {
 			closed = w
 		}
 	}
-	var opened *countedRefusal
-	if len(c.open) < maxCountedRefusals {
-		if c.open == nil {
-			c.open = map[string]*countedRefusal{}
-		}
-		opened = &countedRefusal{ev: ev, opened: now}
-		c.open[key] = opened
+	opened := &countedRefusal{key: key, ev: ev, opened: now}
+	if !c.add(opened) {
+		opened = nil
 	}
 	c.mu.Unlock()
 	if closed != nil {
@@ -140,20 +241,15 @@ func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {
 	if !s.writeRefusal(ctx, rec, ev, 1) && opened != nil {
 		// Not recorded: the window's count stands for it instead.
 		c.mu.Lock()
-		if opened.n == 0 || ev.Time.Before(opened.firstAt) {
-			opened.firstAt = ev.Time
-		}
-		if opened.n == 0 || ev.Time.After(opened.lastAt) {
-			opened.lastAt = ev.Time
-		}
-		opened.n++
+		opened.count(ev.Time, nil)
 		c.mu.Unlock()
 	}
 }
 
 // FlushRefusals records the counts of the windows of identical refusals
 // that have closed by now; with all, of every open window (at shutdown).
-// The server calls it periodically.
+// A count that cannot be recorded is kept for the next flush. The server
+// calls it periodically.
 func (s *Service) FlushRefusals(ctx context.Context, all bool) {
 	rec, ok := s.store.(eventRecorder)
 	if !ok {
@@ -163,9 +259,9 @@ func (s *Service) FlushRefusals(ctx context.Context, all bool) {
 	var closed []*countedRefusal
 	c := &s.refusals
 	c.mu.Lock()
-	for k, w := range c.open {
+	for _, w := range c.open {
 		if all || !now.Before(w.opened.Add(RefusalWindow)) {
-			delete(c.open, k)
+			c.remove(w)
 			if w.n > 0 {
 				closed = append(closed, w)
 			}
@@ -177,7 +273,10 @@ func (s *Service) FlushRefusals(ctx context.Context, all bool) {
 	}
 }
 
-// writeCounted records a window's identical refusals as one event.
+// writeCounted records a window's identical refusals as one event. When
+// the ledger refuses the write, the count goes back for the next flush:
+// into the window of its kind opened since, or as its own closed window
+// (within the caps; past them it is only logged).
 func (s *Service) writeCounted(ctx context.Context, rec eventRecorder, w *countedRefusal) {
 	ev := w.ev
 	ev.Time = s.now().UTC()
@@ -186,7 +285,23 @@ func (s *Service) writeCounted(ctx context.Context, rec eventRecorder, w *counte
 		ev.Data = map[string]any{}
 	}
 	ev.Data["count"], ev.Data["first_at"], ev.Data["last_at"] = w.n, w.firstAt, w.lastAt
-	s.writeRefusal(ctx, rec, ev, w.n)
+	if len(w.samples) > 0 {
+		ev.Data["samples"] = maps.Clone(w.samples)
+	}
+	if s.writeRefusal(ctx, rec, ev, w.n) {
+		return
+	}
+	c := &s.refusals
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o := c.open[w.key]; o != nil {
+		o.merge(w)
+		return
+	}
+	if !c.add(w) {
+		s.log.LogAttrs(ctx, slog.LevelError, "a refusal count was dropped: too many kinds of refusal counted at once",
+			slog.String("type", ev.Type), slog.String("actor", ev.Actor), slog.Any("code", ev.Data["code"]), slog.Int("count", w.n))
+	}
 }
 
 // writeRefusal appends ev, standing for n refusals, and reports whether it

@@ -3,6 +3,7 @@ package approval_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,129 @@ func TestCountedRefusalsAreNeverLost(t *testing.T) {
 	}
 	if got := len(e.refusalEvents(t)); got >= n {
 		t.Errorf("%d events for %d refusals of three kinds: nothing was counted", got, n)
+	}
+	verifyLedger(t, e.db)
+}
+
+// TestRefusalsWithFreshKeysAreCounted: refused issuances that each present
+// a fresh key are one kind of refusal (same login, request and code), not
+// one event each; the count keeps the first one's data and up to five of
+// the fingerprints that differed from it (review S6).
+func TestRefusalsWithFreshKeysAreCounted(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	r := e.create(t, "sam", "prod-db", time.Hour)
+	for i := range 100 {
+		e.svc.RecordRefusal(ctx, ca.Event{Actor: "sam", Type: ca.EventIssueRefused, RequestID: r.ID,
+			Data: map[string]any{"code": "not_approved", "reason": "not approved", "fingerprint": fmt.Sprintf("SHA256:key%03d", i)}})
+		e.clk.advance(100 * time.Millisecond)
+	}
+	if got := e.refusalEvents(t); len(got) != 1 || got[0].Data["fingerprint"] != "SHA256:key000" {
+		t.Fatalf("100 refusals with fresh keys: %d events, want the first one only", len(got))
+	}
+	e.clk.advance(approval.RefusalWindow)
+	e.svc.FlushRefusals(ctx, false)
+	got := e.refusalEvents(t)
+	if len(got) != 2 {
+		t.Fatalf("%d refusal events after the window closed, want 2", len(got))
+	}
+	c := got[1]
+	if countOf(t, c) != 99 || c.Data["fingerprint"] != "SHA256:key000" || c.Data["code"] != "not_approved" {
+		t.Errorf("counted event data %v, want count 99 with the first one's data", c.Data)
+	}
+	samples, _ := c.Data["samples"].(map[string]any)
+	fps, _ := samples["fingerprint"].([]any)
+	if len(fps) != 5 || fps[0] != "SHA256:key001" || fps[4] != "SHA256:key005" || len(samples) != 1 {
+		t.Errorf("samples = %v, want the first five fingerprints that differed", c.Data["samples"])
+	}
+	verifyLedger(t, e.db)
+}
+
+// floodRecorder is the ledger, except that the refusals of one actor are
+// only counted (so a test can flood without writing them all).
+type floodRecorder struct {
+	*store.DB
+	actor string
+	n     int
+}
+
+func (f *floodRecorder) RecordEvent(ctx context.Context, ev ca.Event) error {
+	if ev.Actor == f.actor {
+		f.n++
+		return nil
+	}
+	return f.DB.RecordEvent(ctx, ev)
+}
+
+// TestOneActorCannotStopCountingForOthers: an identity refusing itself in
+// more kinds than the counter holds in all does not stop the counting of
+// another identity's refusals (review S6).
+func TestOneActorCannotStopCountingForOthers(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	rec := &floodRecorder{DB: e.db, actor: "mallory"}
+	svc := approval.NewService(rec, staticDirectory(), testPolicies(), []string{"security"}, approval.WithClock(e.clk.now))
+	for i := range 10001 {
+		svc.RecordRefusal(ctx, ca.Event{Actor: "mallory", Type: approval.EventRequestRefused,
+			Data: map[string]any{"code": "not_requester", "action": "create", "host_group": fmt.Sprintf("g%d", i)}})
+	}
+	r := e.create(t, "sam", "prod-db", time.Hour)
+	for range 10 {
+		if _, err := svc.Review(ctx, "sam", r.ID, ca.ReviewApprove, ""); err == nil {
+			t.Fatal("self review accepted")
+		}
+	}
+	if got := e.refusalEvents(t); len(got) != 1 {
+		t.Fatalf("sam's 10 identical refusals after mallory's flood: %d events, want 1 (the rest counted)", len(got))
+	}
+	e.clk.advance(approval.RefusalWindow)
+	svc.FlushRefusals(ctx, false)
+	got := e.refusalEvents(t)
+	if len(got) != 2 || countOf(t, got[1]) != 9 {
+		t.Fatalf("%d refusal events after the window, want 2, the second with count 9", len(got))
+	}
+}
+
+// TestFailedCountIsKeptForTheNextFlush: a count the ledger refuses to
+// write when its window closes, at a flush or at the next refusal of its
+// kind, is kept (merged with what is counted since) and written once the
+// ledger can (review S7).
+func TestFailedCountIsKeptForTheNextFlush(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	rec := &failingRecorder{DB: e.db}
+	svc := approval.NewService(rec, staticDirectory(), testPolicies(), []string{"security"}, approval.WithClock(e.clk.now))
+	r := e.create(t, "sam", "prod-db", time.Hour)
+	refuse := func() {
+		t.Helper()
+		if _, err := svc.Review(ctx, "sam", r.ID, ca.ReviewApprove, "x"); err == nil {
+			t.Fatal("self review accepted")
+		}
+	}
+	for range 10 {
+		refuse()
+	}
+	e.clk.advance(2 * approval.RefusalWindow)
+	rec.fail = true
+	svc.FlushRefusals(ctx, false) // the count of 9 fails to write: kept
+	svc.FlushRefusals(ctx, false) // and again
+	for range 3 {
+		refuse() // closes the kept window again, fails again: merged into the new one
+	}
+	rec.fail = false
+	svc.FlushRefusals(ctx, false) // the new window is still open: nothing yet
+	if got := e.refusalEvents(t); len(got) != 1 {
+		t.Fatalf("%d refusal events before the new window closed, want 1", len(got))
+	}
+	e.clk.advance(approval.RefusalWindow)
+	svc.FlushRefusals(ctx, false)
+	got := e.refusalEvents(t)
+	total := 0
+	for _, ev := range got {
+		total += countOf(t, ev)
+	}
+	if total != 13 || len(got) != 2 {
+		t.Errorf("the ledger accounts for %d of 13 refusals in %d events, want all in 2", total, len(got))
 	}
 	verifyLedger(t, e.db)
 }
