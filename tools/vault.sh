@@ -12,7 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 src=$root/test/vaultserver
 GO=${GO:-go}
 
-key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)
+# The pin is every file of the module and the Go toolchain that builds it.
+key=$( { (cd "$src" && find . -type f | LC_ALL=C sort | xargs sha256sum); "$GO" env GOVERSION GOOS GOARCH; } | sha256sum | cut -c1-16)
 dir=${JIT_SSH_VAULT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jit-ssh}
 cached=$dir/vault-$key
 

@@ -62,6 +62,11 @@ func ServerURL(raw string) (*url.URL, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("api: server URL %q must look like https://jit-ssh.example.com", raw)
 	}
+	if u.User != nil {
+		// The token goes in a header; a password in the URL would be
+		// printed by every error that names the server.
+		return nil, fmt.Errorf("api: server URL %s must not hold a user name or password: the token is sent in a header (JIT_SSH_TOKEN or 'jit-ssh auth login')", u.Redacted())
+	}
 	if err := checkScheme(u); err != nil {
 		host := u.Host
 		if u.Port() == "80" {

@@ -89,10 +89,18 @@ func TestServerURLRefusesPlainHTTPOffLoopback(t *testing.T) {
 		{url: "ftp://jit-ssh.example.com"},
 		{url: "jit-ssh.example.com"},
 		{url: "https://"},
+		// A user name or password in the URL (printed by every error
+		// naming the server) is refused, on loopback too.
+		{url: "https://alice:s3cret@jit-ssh.example.com"},
+		{url: "http://127.0.0.1@evil.example.com"},
+		{url: "http://tok@127.0.0.1:7443"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			_, err := api.ServerURL(tt.url)
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("ServerURL(%q) prints the password: %v", tt.url, err)
+			}
 			if (err == nil) != tt.ok {
 				t.Fatalf("ServerURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
 			}
