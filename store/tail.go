@@ -104,8 +104,8 @@ type TailResult struct {
 // who can compute hashes but does not hold the checkpoint key is refused),
 // and each request and certificate those rows bind must match them. It
 // returns a *ChainError naming the first bad row. Checkpoint runs it once
-// if the server did not. It reads every event once: about a second per
-// few hundred thousand rows (README, Scale).
+// if the server did not. It reads every event once: 1.4 s for 104,000
+// rows on a 2-core machine (README, Security model).
 func (d *DB) VerifyTail(ctx context.Context) (TailResult, error) {
 	var res TailResult
 	q, err := d.r.BeginTx(ctx, nil) // one snapshot
