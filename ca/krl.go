@@ -101,6 +101,11 @@ type KRLHeader struct {
 // ErrBadKRL means data is not an OpenSSH KRL.
 var ErrBadKRL = errors.New("ca: not an OpenSSH KRL")
 
+// ErrKRLStricter marks the refusals where ParseKRL is stricter than
+// OpenSSH on purpose (a signature section, a CA key of a type jit-ssh does
+// not sign with or not in canonical form); they wrap ErrBadKRL too.
+var ErrKRLStricter = errors.New("ca: stricter than OpenSSH")
+
 // ParseKRLHeader is ParseKRL: it returns the header of a KRL only once the
 // whole KRL has been read the way OpenSSH reads it.
 func ParseKRLHeader(data []byte) (*KRLHeader, error) { return ParseKRL(data) }
@@ -111,7 +116,7 @@ func ParseKRLHeader(data []byte) (*KRLHeader, error) { return ParseKRL(data) }
 // ParseKRL accepts must be one OpenSSH accepts; the test holds it to
 // ssh-keygen -Q over generated and mutated KRLs. Where reading like OpenSSH
 // would take more than jit-ssh needs, ParseKRL is stricter: it refuses a
-// signature section (OpenSSH 9 refuses them too), and it reads a CA key
+// signature section (jit-ssh never signs its KRL), and it reads a CA key
 // only of the types jit-ssh signs with (ed25519, ECDSA, RSA), in canonical
 // encoding. Errors wrap ErrBadKRL and name the section and what is wrong.
 func ParseKRL(data []byte) (*KRLHeader, error) {
@@ -156,7 +161,7 @@ func ParseKRL(data []byte) (*KRLHeader, error) {
 		case krlSectionSHA256:
 			err = checkKRLBlobs(body, 32)
 		case krlSectionSignature:
-			err = errors.New("a signature, which OpenSSH 9 refuses (and jit-ssh never signs its KRL)")
+			err = fmt.Errorf("a signature, which jit-ssh never writes (%w)", ErrKRLStricter)
 		default:
 			// sshd refuses a KRL with a section type it does not know,
 			// and then every certificate.
@@ -180,7 +185,7 @@ func checkKRLCerts(body []byte) error {
 	}
 	if len(caKey) > 0 {
 		if err := checkKRLCAKey(caKey); err != nil {
-			return fmt.Errorf("CA key: %w", err)
+			return fmt.Errorf("CA key (%w): %w", ErrKRLStricter, err)
 		}
 	}
 	for n := 1; len(r.b) > 0; n++ {
