@@ -72,6 +72,8 @@ type DB struct {
 	// tailVerified is set once VerifyTail passed: every row after it is
 	// this process's own (it is the ledger's only writer).
 	tailVerified atomic.Bool
+	// revChecked is the newest chain head checkRevocations passed at.
+	revChecked atomic.Pointer[revocationsChecked]
 }
 
 var (
