@@ -225,6 +225,7 @@ func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string
 	}
 	defer func() { _ = tx.Rollback() }()
 	out := map[string][]uint64{}
+	listed := map[uint64]bool{}
 	rows, err := tx.QueryContext(ctx, `SELECT ca_fingerprint, serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ? ORDER BY serial`, notAfter.UnixNano())
 	if err != nil {
 		return nil, 0, classify("reading revocations", err)
@@ -237,21 +238,36 @@ func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string
 			return nil, 0, classify("reading revocations", err)
 		}
 		out[fp] = append(out[fp], uint64(s)) //nolint:gosec // bit-for-bit
+		listed[uint64(s)] = true             //nolint:gosec // bit-for-bit
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, classify("reading revocations", err)
 	}
 	rows.Close()
-	version, err := d.checkRevocations(ctx, tx)
+	version, err := d.checkRevocations(ctx, tx, notAfter.UnixNano(), listed)
 	if err != nil {
 		return nil, 0, err
 	}
 	return out, uint64(max(version, 0)), nil //nolint:gosec // an event id
 }
 
-// revocationsChecked is what checkRevocations found at one chain head.
+// revocationsChecked is what checkRevocations found at one chain head:
+// the KRL version and, per revoked serial, the row's valid_before (checked
+// against the revocation's digest).
 type revocationsChecked struct {
 	head, version int64
+	validBefore   map[uint64]int64
+}
+
+// covers reports whether listed (the serials of a listing of revoked
+// certificates valid after notAfter) holds every serial m says it must.
+func (m *revocationsChecked) covers(notAfter int64, listed map[uint64]bool) bool {
+	for s, vb := range m.validBefore {
+		if vb > notAfter && !listed[s] {
+			return false
+		}
+	}
+	return true
 }
 
 // sqlRevocationEvents reads the revocation events from the partial index
@@ -264,17 +280,21 @@ const sqlRevocationEvents = `SELECT id, serial, data FROM events WHERE type = 'c
 // event recorded (a revocation is the last change to a certificate row).
 // An un-revoked or deleted certificate fails the KRL with ErrRowMismatch
 // instead of dropping out of it. It returns the newest revocation's event
-// id (the KRL version). It reads in q's snapshot. The ledger's writer (the
-// only process that changes the event log) checks once per chain head:
-// hosts fetch the KRL every minute, and a new event (every issuance or
-// revocation) makes the next fetch check again.
-func (d *DB) checkRevocations(ctx context.Context, q *sql.Tx) (int64, error) {
+// id (the KRL version). It reads in q's snapshot; listed holds the serials
+// the KRL lists (revoked, valid after notAfter). The ledger's writer (the
+// only process that changes the event log) reads and checks the rows once
+// per chain head (hosts fetch the KRL every minute; a new event, as every
+// issuance or revocation is, makes the next fetch check again); in between
+// it checks that listed still holds every serial the check found revoked
+// and unexpired at notAfter, so a row un-revoked, deleted or made to expire
+// since still fails the KRL.
+func (d *DB) checkRevocations(ctx context.Context, q *sql.Tx, notAfter int64, listed map[uint64]bool) (int64, error) {
 	var head int64
 	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM events`).Scan(&head); err != nil {
 		return 0, classify("reading revocations", err)
 	}
 	writer := d.lock != nil
-	if m := d.revChecked.Load(); writer && m != nil && m.head == head {
+	if m := d.revChecked.Load(); writer && m != nil && m.head == head && m.covers(notAfter, listed) {
 		return m.version, nil
 	}
 	rows, err := q.QueryContext(ctx, sqlRevocationEvents)
@@ -310,6 +330,7 @@ func (d *DB) checkRevocations(ctx context.Context, q *sql.Tx) (int64, error) {
 	}
 	defer get.Close()
 	var version int64
+	validBefore := make(map[uint64]int64, len(all))
 	for _, r := range all {
 		version = max(version, r.ev)
 		c, _, err := scanCertRow(get.QueryRowContext(ctx, r.serial))
@@ -322,9 +343,10 @@ func (d *DB) checkRevocations(ctx context.Context, q *sql.Tx) (int64, error) {
 		if c.RevokedAt == 0 || (r.sum != "" && c.digest() != r.sum) {
 			return 0, fmt.Errorf("%w: certificates row serial=%s differs from its revocation, event row %d (edited outside the server); no KRL is served without it; run jit-ssh audit verify", ErrRowMismatch, c.Serial, r.ev)
 		}
+		validBefore[uint64(r.serial)] = c.ValidBefore //nolint:gosec // bit-for-bit
 	}
 	if writer {
-		d.revChecked.Store(&revocationsChecked{head: head, version: version})
+		d.revChecked.Store(&revocationsChecked{head: head, version: version, validBefore: validBefore})
 	}
 	return version, nil
 }

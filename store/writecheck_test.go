@@ -148,3 +148,31 @@ func containsSerial(sets map[string][]uint64, s uint64) bool {
 	}
 	return false
 }
+
+// TestRevokedSerialsSeesUnrevokeWhileRunning: the writer checks the
+// revocations once per chain head, but a row un-revoked (or deleted) behind
+// its back after that, with no new event, still fails the next KRL.
+func TestRevokedSerialsSeesUnrevokeWhileRunning(t *testing.T) {
+	for name, q := range map[string]string{
+		"un-revoked": `UPDATE certificates SET revoked_at = NULL, revoke_reason = NULL WHERE serial = 2001`,
+		"deleted":    `DELETE FROM certificates WHERE serial = 2001`,
+		"expired":    `UPDATE certificates SET valid_before = 1 WHERE serial = 2001`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path, signer, _ := rowsLedger(t)
+			db, err := reopen(t, path, signer)
+			if err != nil {
+				t.Fatalf("VerifyTail: %v", err)
+			}
+			if got, _, err := db.RevokedSerials(t.Context(), t0); err != nil || !containsSerial(got, 2001) {
+				t.Fatalf("RevokedSerials: %v, %v; want 2001", got, err)
+			}
+			raw := rawDB(t, path)
+			exec(t, raw, q)
+			raw.Close()
+			if got, _, err := db.RevokedSerials(t.Context(), t0); !errors.Is(err, store.ErrRowMismatch) {
+				t.Errorf("RevokedSerials after the row was %s: %v, %v; want ErrRowMismatch", name, got, err)
+			}
+		})
+	}
+}
