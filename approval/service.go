@@ -356,12 +356,19 @@ func (s *Service) EndElapsedGrants(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, r := range reqs {
 		if _, err := s.endGrantIfDue(ctx, r); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// One request the ledger refuses (for one, a row that does not
+			// match the event log) does not hold up the others.
+			s.log.LogAttrs(ctx, slog.LevelWarn, "ending an elapsed grant failed", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // expireIfDue moves a pending request past its review window to expired.
@@ -394,12 +401,18 @@ func (s *Service) ExpirePending(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, r := range reqs {
 		if _, err := s.expireIfDue(ctx, r); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// As in EndElapsedGrants: the others are still expired.
+			s.log.LogAttrs(ctx, slog.LevelWarn, "expiring a pending request failed", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Wait returns request id once its version differs from version, or when

@@ -252,14 +252,7 @@ func (d *DB) checkRequestBinding(ctx context.Context, latest, link *sql.Stmt, r 
 	if err != nil {
 		return classify("reading the request's event", err)
 	}
-	// Rows VerifyTail checked at start may carry an earlier checkpoint
-	// key's MAC (after a key rotation); rows written since are this
-	// process's and must carry its MAC.
-	macKey := d.macKey
-	if ev.ce.ID <= d.verifiedThrough.Load() {
-		macKey = nil
-	}
-	if reason := ev.check(macKey); reason != "" {
+	if reason := ev.check(macKeyFor(d.macKey, d.verifiedThrough.Load(), ev.ce.ID)); reason != "" {
 		return fmt.Errorf("%w: event row %d, which records requests row %s, %s; run jit-ssh audit verify", ErrRowMismatch, ev.ce.ID, r.ID, reason)
 	}
 	var next string
@@ -282,6 +275,17 @@ func (d *DB) checkRequestBinding(ctx context.Context, latest, link *sql.Stmt, r 
 		return fmt.Errorf("%w: the reviews of request %s differ from what event row %d recorded (a review was edited, inserted or deleted outside the server); run jit-ssh audit verify", ErrRowMismatch, r.ID, ev.ce.ID)
 	}
 	return nil
+}
+
+// macKeyFor is the key the MAC of event row id must verify under, for a
+// server whose start-up check (VerifyTail) read rows up to checkedThrough:
+// none for those (they may carry an earlier checkpoint key's MAC, after a
+// clean key rotation), this process's key for the rows written since.
+func macKeyFor(key []byte, checkedThrough, id int64) []byte {
+	if id <= checkedThrough {
+		return nil
+	}
+	return key
 }
 
 // storedEvent is an event row as read for checking.

@@ -20,6 +20,8 @@ type chain struct {
 	now    func() time.Time
 	stmts  *writeStmts // nil: unprepared SQL
 	macKey []byte      // nil: rows carry no MAC (no checkpoint signer)
+	// checkedThrough is the last row VerifyTail checked (see macKeyFor).
+	checkedThrough int64
 }
 
 // canonicalEvent is the encoding an event's hash covers. Field order is

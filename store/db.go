@@ -76,6 +76,8 @@ type DB struct {
 	// carry this process's MAC.
 	tailVerified    atomic.Bool
 	verifiedThrough atomic.Int64
+	// revChecked is the newest chain head checkRevocations passed at.
+	revChecked atomic.Pointer[revocationsChecked]
 }
 
 var (
@@ -385,7 +387,7 @@ func newDB(path string, opts []Option) *DB {
 // newChain starts appending at the chain's head as this process knows it.
 // The caller holds d.mu.
 func (d *DB) newChain() *chain {
-	return &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts, macKey: d.macKey}
+	return &chain{head: d.head, next: d.nextEvent, now: d.now, stmts: d.stmts, macKey: d.macKey, checkedThrough: d.verifiedThrough.Load()}
 }
 
 // OpenReadOnly opens an existing ledger file for reading only (no

@@ -27,6 +27,12 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 				return err
 			}
 		} else {
+			// The change binds the row as it will be: the row must match
+			// the event log before it, or a row edited outside the server
+			// would come out of the server's own write bound as good.
+			if err := d.checkRequestTx(ctx, tx, r.ID); err != nil {
+				return err
+			}
 			res, err := tx.ExecContext(ctx, `UPDATE requests SET state = ?, reason = ?, duration_ns = ?, updated_at = ?, approved_at = ?, ended_at = ?, version = ?
 				WHERE id = ? AND version = ?`,
 				r.State, r.Reason, int64(r.Duration), r.UpdatedAt.UnixNano(), nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version, r.ID, ch.PrevVersion)

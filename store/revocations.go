@@ -123,11 +123,25 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			for _, h := range more {
 				out.Serials = append(out.Serials, h.serial)
 			}
+			// Checked before the change, as revokeCerts checks certificates:
+			// a request that no longer matches the event log still has its
+			// grant ended, but is not bound as good.
+			mismatch := d.checkRequestTx(ctx, tx, g.id)
+			if mismatch != nil && !errors.Is(mismatch, ErrRowMismatch) {
+				return mismatch
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE requests SET ended_at = ?, updated_at = ?, version = ? WHERE id = ?`, now.UnixNano(), now.UnixNano(), g.version+1, g.id); err != nil {
 				return err
 			}
-			if err := appendBound(ctx, tx, c, g.id, actor, now, []ca.Event{{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
-				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}}); err != nil {
+			ev := ca.Event{Time: now, Actor: actor, Type: ca.EventGrantEnded, RequestID: g.id,
+				Data: map[string]any{"ended_early": true, "reason": "revoked: " + reason}}
+			if mismatch != nil {
+				ev.Data[DataRowMismatch] = true
+				err = c.append(ctx, tx, ev)
+			} else {
+				err = appendBound(ctx, tx, c, g.id, actor, now, []ca.Event{ev})
+			}
+			if err != nil {
 				return err
 			}
 			out.EndedGrants = append(out.EndedGrants, g.id)
@@ -171,17 +185,29 @@ func revokeCerts(ctx context.Context, tx *sql.Tx, c *chain, where string, args [
 		return nil, err
 	}
 	for _, h := range hits {
-		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
-			return nil, err
-		}
-		// The revocation is the row's last change: its event binds the
-		// row as it now is (see bind.go).
-		row, _, err := scanCertRow(tx.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(h.serial))) //nolint:gosec // bit-for-bit
+		// Checked before the change: a row that no longer matches the event
+		// log is still revoked (fail safe), but its content is not bound as
+		// good; the event says so and audit verify keeps naming the row.
+		mismatch, err := checkCertTx(ctx, tx, c, int64(h.serial)) //nolint:gosec // bit-for-bit
 		if err != nil {
 			return nil, err
 		}
-		if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial,
-			Data: map[string]any{"reason": reason, "requester": h.user, DataCertificateSHA256: row.digest()}}); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE serial = ?`, now.UnixNano(), reason, int64(h.serial)); err != nil { //nolint:gosec // bit-for-bit
+			return nil, err
+		}
+		data := map[string]any{"reason": reason, "requester": h.user}
+		if mismatch != "" {
+			data[DataRowMismatch] = true
+		} else {
+			// The revocation is the row's last change: its event binds the
+			// row as it now is (see bind.go).
+			row, _, err := scanCertRow(tx.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(h.serial))) //nolint:gosec // bit-for-bit
+			if err != nil {
+				return nil, err
+			}
+			data[DataCertificateSHA256] = row.digest()
+		}
+		if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial, Data: data}); err != nil {
 			return nil, err
 		}
 	}
@@ -191,10 +217,16 @@ func revokeCerts(ctx context.Context, tx *sql.Tx, c *chain, where string, args [
 // RevokedSerials returns, per CA key fingerprint, the serials of revoked
 // certificates that are not yet expired at notAfter, and the KRL version:
 // the id of the newest revocation event (0 when there is none), which only
-// grows.
+// grows. The listing, the version and checkRevocations read one snapshot.
 func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string][]uint64, uint64, error) {
+	tx, err := d.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, classify("reading revocations", err)
+	}
+	defer func() { _ = tx.Rollback() }()
 	out := map[string][]uint64{}
-	rows, err := d.r.QueryContext(ctx, `SELECT ca_fingerprint, serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ? ORDER BY serial`, notAfter.UnixNano())
+	listed := map[uint64]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT ca_fingerprint, serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ? ORDER BY serial`, notAfter.UnixNano())
 	if err != nil {
 		return nil, 0, classify("reading revocations", err)
 	}
@@ -206,17 +238,41 @@ func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string
 			return nil, 0, classify("reading revocations", err)
 		}
 		out[fp] = append(out[fp], uint64(s)) //nolint:gosec // bit-for-bit
+		listed[uint64(s)] = true             //nolint:gosec // bit-for-bit
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, classify("reading revocations", err)
 	}
 	rows.Close()
-	version, err := d.checkRevocations(ctx)
+	version, err := d.checkRevocations(ctx, tx, notAfter.UnixNano(), listed)
 	if err != nil {
 		return nil, 0, err
 	}
 	return out, uint64(max(version, 0)), nil //nolint:gosec // an event id
 }
+
+// revocationsChecked is what checkRevocations found at one chain head:
+// the KRL version and, per revoked serial, the row's valid_before (checked
+// against the revocation's digest).
+type revocationsChecked struct {
+	head, version int64
+	validBefore   map[uint64]int64
+}
+
+// covers reports whether listed (the serials of a listing of revoked
+// certificates valid after notAfter) holds every serial m says it must.
+func (m *revocationsChecked) covers(notAfter int64, listed map[uint64]bool) bool {
+	for s, vb := range m.validBefore {
+		if vb > notAfter && !listed[s] {
+			return false
+		}
+	}
+	return true
+}
+
+// sqlRevocationEvents reads the revocation events from the partial index
+// events_revoked (migration 0005): its condition, word for word.
+const sqlRevocationEvents = `SELECT id, serial, data FROM events WHERE type = 'certificate.revoked'`
 
 // checkRevocations checks, before a KRL is built from the certificates
 // table, that every revocation the event log records is still in it: the
@@ -224,9 +280,24 @@ func (d *DB) RevokedSerials(ctx context.Context, notAfter time.Time) (map[string
 // event recorded (a revocation is the last change to a certificate row).
 // An un-revoked or deleted certificate fails the KRL with ErrRowMismatch
 // instead of dropping out of it. It returns the newest revocation's event
-// id (the KRL version).
-func (d *DB) checkRevocations(ctx context.Context) (int64, error) {
-	rows, err := d.r.QueryContext(ctx, `SELECT id, serial, data FROM events WHERE type = ? ORDER BY id`, ca.EventRevoked)
+// id (the KRL version). It reads in q's snapshot; listed holds the serials
+// the KRL lists (revoked, valid after notAfter). The ledger's writer (the
+// only process that changes the event log) reads and checks the rows once
+// per chain head (hosts fetch the KRL every minute; a new event, as every
+// issuance or revocation is, makes the next fetch check again); in between
+// it checks that listed still holds every serial the check found revoked
+// and unexpired at notAfter, so a row un-revoked, deleted or made to expire
+// since still fails the KRL.
+func (d *DB) checkRevocations(ctx context.Context, q *sql.Tx, notAfter int64, listed map[uint64]bool) (int64, error) {
+	var head int64
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM events`).Scan(&head); err != nil {
+		return 0, classify("reading revocations", err)
+	}
+	writer := d.lock != nil
+	if m := d.revChecked.Load(); writer && m != nil && m.head == head && m.covers(notAfter, listed) {
+		return m.version, nil
+	}
+	rows, err := q.QueryContext(ctx, sqlRevocationEvents)
 	if err != nil {
 		return 0, classify("reading revocations", err)
 	}
@@ -253,10 +324,16 @@ func (d *DB) checkRevocations(ctx context.Context) (int64, error) {
 	if err := rows.Err(); err != nil {
 		return 0, classify("reading revocations", err)
 	}
+	get, err := q.PrepareContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`)
+	if err != nil {
+		return 0, classify("reading revocations", err)
+	}
+	defer get.Close()
 	var version int64
+	validBefore := make(map[uint64]int64, len(all))
 	for _, r := range all {
-		version = r.ev
-		c, _, err := scanCertRow(d.r.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, r.serial))
+		version = max(version, r.ev)
+		c, _, err := scanCertRow(get.QueryRowContext(ctx, r.serial))
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, fmt.Errorf("%w: certificates row serial=%d, revoked by event row %d, is missing (deleted outside the server); no KRL is served without it; run jit-ssh audit verify", ErrRowMismatch, uint64(r.serial), r.ev) //nolint:gosec // bit-for-bit
 		}
@@ -266,6 +343,10 @@ func (d *DB) checkRevocations(ctx context.Context) (int64, error) {
 		if c.RevokedAt == 0 || (r.sum != "" && c.digest() != r.sum) {
 			return 0, fmt.Errorf("%w: certificates row serial=%s differs from its revocation, event row %d (edited outside the server); no KRL is served without it; run jit-ssh audit verify", ErrRowMismatch, c.Serial, r.ev)
 		}
+		validBefore[uint64(r.serial)] = c.ValidBefore //nolint:gosec // bit-for-bit
+	}
+	if writer {
+		d.revChecked.Store(&revocationsChecked{head: head, version: version, validBefore: validBefore})
 	}
 	return version, nil
 }

@@ -20,7 +20,7 @@ import (
 // t0 is the fixed start of the store tests.
 var t0 = time.Date(2025, 6, 2, 10, 0, 0, 123456789, time.UTC)
 
-func openDB(t *testing.T, opts ...store.Option) (*store.DB, string) {
+func openDB(t testing.TB, opts ...store.Option) (*store.DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	db, err := store.Open(t.Context(), path, append([]store.Option{store.WithClock(func() time.Time { return t0 })}, opts...)...)
@@ -33,7 +33,7 @@ func openDB(t *testing.T, opts ...store.Option) (*store.DB, string) {
 
 // rawDB opens the ledger file behind the store's back, as an attacker with
 // file access (or sqlite3 on the host) would.
-func rawDB(t *testing.T, path string) *sql.DB {
+func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
 	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
@@ -43,7 +43,7 @@ func rawDB(t *testing.T, path string) *sql.DB {
 	return raw
 }
 
-func exec(t *testing.T, db *sql.DB, q string, args ...any) {
+func exec(t testing.TB, db *sql.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
@@ -74,7 +74,7 @@ func newRequest(id, requester, group, state string, created time.Time) *ca.Reque
 	return r
 }
 
-func create(t *testing.T, db *store.DB, r *ca.Request) {
+func create(t testing.TB, db *store.DB, r *ca.Request) {
 	t.Helper()
 	err := db.ApplyRequestChange(t.Context(), ca.RequestChange{Request: r, Create: true, Events: []ca.Event{{
 		Time: r.CreatedAt, Actor: r.Requester, Type: ca.EventRequestCreated, RequestID: r.ID,

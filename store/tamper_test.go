@@ -344,7 +344,7 @@ func TestMigrationBindsExistingRows(t *testing.T) {
 	db.Close()
 	raw := rawDB(t, path)
 	for _, q := range []string{ // back to schema 0004
-		`DROP INDEX events_binding_request`, `ALTER TABLE events DROP COLUMN mac`, `DROP TABLE certificate_baseline`,
+		`DROP INDEX events_binding_request`, `DROP INDEX events_by_serial`, `DROP INDEX events_revoked`, `ALTER TABLE events DROP COLUMN mac`, `DROP TABLE certificate_baseline`,
 		`DELETE FROM schema_migrations WHERE version = 5`,
 		`INSERT INTO requests (id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, version)
 		 VALUES ('` + reqOpen + `', 'prod-db', 'alice', 'approved', 'INC-1', 157680000000000000, 1, 2, 2, 2)`,
@@ -494,5 +494,14 @@ func TestCheckpointKeyRotation(t *testing.T) {
 	}
 	if _, err := db.Verify(t.Context()); err != nil {
 		t.Errorf("Verify after the rotation: %v", err)
+	}
+	// A revocation checks the certificate row against its binding event,
+	// which carries the old key's MAC: it must count as a match (a
+	// mismatch would revoke with row_mismatch and fail Verify).
+	if _, err := db.Revoke(t.Context(), store.RevokeSpec{Serial: 1001}, "carol", "rotation check", t0.Add(4*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Verify(t.Context()); err != nil {
+		t.Errorf("Verify after a revocation under the new key: %v", err)
 	}
 }

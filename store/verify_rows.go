@@ -29,6 +29,10 @@ type reqBinding struct {
 type certBinding struct {
 	ev  int64
 	sum [32]byte
+	// mismatch: event ev recorded the row as not matching the event log
+	// when the server revoked it (DataRowMismatch); no content of the row
+	// is bound since.
+	mismatch bool
 }
 
 func newBindings() *bindings {
@@ -39,10 +43,14 @@ func newBindings() *bindings {
 // without it are not decoded.
 var bindingMarker = []byte(`_sha256"`)
 
+// rowMismatchMarker is in the data of an event that changed a row it found
+// not matching the event log (DataRowMismatch).
+var rowMismatchMarker = []byte(`"row_mismatch":true`)
+
 // add records the bindings event ce holds (a later event replaces an
 // earlier one's for the same key).
 func (b *bindings) add(ce *canonicalEvent, serial int64) error {
-	if !bytes.Contains(ce.Data, bindingMarker) {
+	if !bytes.Contains(ce.Data, bindingMarker) && !bytes.Contains(ce.Data, rowMismatchMarker) {
 		return nil
 	}
 	var d struct {
@@ -50,9 +58,13 @@ func (b *bindings) add(ce *canonicalEvent, serial int64) error {
 		Rev      *string `json:"reviews_sha256"`
 		Cert     *string `json:"certificate_sha256"`
 		Baseline *string `json:"certificate_baseline_sha256"`
+		Mismatch bool    `json:"row_mismatch"`
 	}
 	if err := json.Unmarshal(ce.Data, &d); err != nil {
 		return &ChainError{Row: ce.ID, Reason: "row bindings in the data are unreadable: " + err.Error()}
+	}
+	if d.Mismatch && d.Cert == nil && serial != 0 {
+		b.cert[uint64(serial)] = certBinding{ev: ce.ID, mismatch: true} //nolint:gosec // bit-for-bit
 	}
 	if d.Req != nil {
 		rb := reqBinding{ev: ce.ID, req: *d.Req}
@@ -90,6 +102,9 @@ func (b reqBinding) check(r *ca.Request) error {
 }
 
 func (b certBinding) check(c *certRow) error {
+	if b.mismatch {
+		return rowError(b.ev, "certificates", "serial="+c.Serial, "did not match the event log when the server revoked it (event row %d): it was edited or inserted outside the server", b.ev)
+	}
 	if sum := digestSum(c); sum != b.sum {
 		return rowError(b.ev, "certificates", "serial="+c.Serial, "differs from what event row %d recorded of it: it was edited outside the server", b.ev)
 	}
@@ -131,6 +146,12 @@ func (d *DB) checkTailRows(ctx context.Context, q queryer, b *bindings) error {
 	slices.SortFunc(serials, func(x, y uint64) int { return cmp.Compare(b.cert[x].ev, b.cert[y].ev) })
 	for _, s := range serials {
 		cb := b.cert[s]
+		if cb.mismatch {
+			// The server found it so and recorded that (fail safe: it
+			// revoked the row); audit verify names it. Refusing to
+			// start would not undo it.
+			continue
+		}
 		c, _, err := scanCertRow(q.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(s))) //nolint:gosec // bit-for-bit
 		if err == sql.ErrNoRows {                                                                                                  //nolint:errorlint // database/sql returns it bare
 			return rowError(cb.ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by event row %d, is missing: it was deleted outside the server", cb.ev)

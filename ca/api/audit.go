@@ -341,8 +341,8 @@ func (s *Server) authorizeRevocation(ctx context.Context, login string, body Rev
 	}
 }
 
-// krl serves the binary OpenSSH KRL built from the ledger: the revoked,
-// unexpired serials of each CA key hosts trust.
+// krl serves the binary OpenSSH KRL built from the ledger: every revoked,
+// unexpired serial, under each CA key hosts trust.
 func (s *Server) krl(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	bySerial, version, err := s.audit.RevokedSerials(r.Context(), now.Add(-ca.DefaultSkew))
@@ -355,20 +355,18 @@ func (s *Server) krl(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: %w", ca.ErrSignerUnavailable, err))
 		return
 	}
-	var sets []ca.RevokedSerials
-	known := map[string]bool{}
-	for _, k := range keys {
-		fp := ca.Fingerprint(k)
-		known[fp] = true
-		if serials := bySerial[fp]; len(serials) > 0 {
-			sets = append(sets, ca.RevokedSerials{CA: k, Serials: serials})
-		}
+	// Every revoked serial is listed under every CA key hosts trust:
+	// serials are unique in the ledger, so this revokes nothing else, and
+	// a certificate row whose ca_fingerprint was edited outside the server
+	// cannot drop its revocation out of the KRL that way.
+	var all []uint64
+	for _, serials := range bySerial {
+		all = append(all, serials...)
 	}
-	for fp := range bySerial {
-		if !known[fp] {
-			// A revoked certificate of a CA key hosts no longer trust is
-			// harmless; note it rather than fail the KRL.
-			s.log.LogAttrs(r.Context(), slog.LevelWarn, "revoked certificates of an untrusted CA key left out of the KRL", slog.String("ca_fingerprint", fp))
+	var sets []ca.RevokedSerials
+	if len(all) > 0 {
+		for _, k := range keys {
+			sets = append(sets, ca.RevokedSerials{CA: k, Serials: all})
 		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")

@@ -29,3 +29,13 @@ CREATE TABLE certificate_baseline (
     serial INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL
 );
+
+-- The newest event binding a certificate is looked up before the server
+-- changes the row (revokeCerts, checkCertTx): one seek in this index.
+CREATE INDEX events_by_serial ON events (serial) WHERE serial <> 0;
+
+-- Every KRL fetch checks the revocation events against the certificates
+-- table (checkRevocations); this index holds those events alone, so the
+-- check does not scan the whole events table. Its condition must stay the
+-- one in sqlRevocationEvents.
+CREATE INDEX events_revoked ON events (serial) WHERE type = 'certificate.revoked';
