@@ -23,6 +23,7 @@ type RevokeSpec struct {
 type Revocation struct {
 	Serials     []uint64 // certificates newly revoked
 	EndedGrants []string // requests whose open grant was ended
+	Cancelled   []string // pending requests cancelled (RevokeSpec.RequestID)
 }
 
 // Revoke marks the matching certificates revoked and ends the open grants
@@ -146,12 +147,52 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 			}
 			out.EndedGrants = append(out.EndedGrants, g.id)
 		}
+		// A named request that is still pending is cancelled, so that it
+		// cannot be approved after its access was revoked.
+		if spec.RequestID != "" {
+			cancelled, err := d.cancelPendingTx(ctx, tx, c, spec.RequestID, actor, reason, now)
+			if err != nil {
+				return err
+			}
+			if cancelled {
+				out.Cancelled = append(out.Cancelled, spec.RequestID)
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// cancelPendingTx cancels request id in tx if it is pending, checked and
+// bound like a grant Revoke ends; it reports whether it did.
+func (d *DB) cancelPendingTx(ctx context.Context, tx *sql.Tx, c *chain, id, actor, reason string, now time.Time) (bool, error) {
+	var version int64
+	err := tx.QueryRowContext(ctx, `SELECT version FROM requests WHERE id = ? AND state = ?`, id, ca.StatePending).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	mismatch := d.checkRequestTx(ctx, tx, id)
+	if mismatch != nil && !errors.Is(mismatch, ErrRowMismatch) {
+		return false, mismatch
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE requests SET state = ?, updated_at = ?, version = ? WHERE id = ?`, ca.StateCancelled, now.UnixNano(), version+1, id); err != nil {
+		return false, err
+	}
+	ev := ca.Event{Time: now, Actor: actor, Type: ca.EventRequestCancelled, RequestID: id,
+		Data: map[string]any{"previous_state": ca.StatePending, "reason": "revoked: " + reason}}
+	if mismatch != nil {
+		ev.Data[DataRowMismatch] = true
+		err = c.append(ctx, tx, ev)
+	} else {
+		err = appendBound(ctx, tx, c, id, actor, now, []ca.Event{ev})
+	}
+	return err == nil, err
 }
 
 // revokedCert is a certificate revokeCerts revoked.

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -503,5 +504,37 @@ func TestCheckpointKeyRotation(t *testing.T) {
 	}
 	if _, err := db.Verify(t.Context()); err != nil {
 		t.Errorf("Verify after a revocation under the new key: %v", err)
+	}
+}
+
+// TestRevokeRequestCancelsAPendingOne: revoking a request that is still
+// pending cancels it (bound to the chain like any change), so it cannot be
+// approved after its access was revoked.
+func TestRevokeRequestCancelsAPendingOne(t *testing.T) {
+	path, signer, _ := rowsLedger(t)
+	db, err := reopen(t, path, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Revoke(t.Context(), store.RevokeSpec{RequestID: reqPending}, "carol", "incident", t0.Add(4*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Cancelled, []string{reqPending}) {
+		t.Errorf("Revoke cancelled %v, want [%s]", res.Cancelled, reqPending)
+	}
+	r, err := db.GetRequest(t.Context(), reqPending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != ca.StateCancelled {
+		t.Errorf("revoked pending request is %s, want cancelled", r.State)
+	}
+	if _, err := db.Verify(t.Context()); err != nil {
+		t.Errorf("Verify after the cancellation: %v", err)
+	}
+	// Revoking an approved request cancels nothing.
+	if res, err := db.Revoke(t.Context(), store.RevokeSpec{RequestID: reqOpen}, "carol", "incident", t0.Add(4*time.Minute)); err != nil || len(res.Cancelled) != 0 {
+		t.Errorf("revoking an open grant: %+v, %v; want nothing cancelled", res, err)
 	}
 }

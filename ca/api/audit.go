@@ -115,6 +115,9 @@ type RevokeRequest struct {
 type RevokeResult struct {
 	Revoked     []string `json:"revoked"`
 	EndedGrants []string `json:"ended_grants"`
+	// CancelledRequests are pending requests a revocation by request
+	// cancelled, so they cannot be approved afterwards.
+	CancelledRequests []string `json:"cancelled_requests,omitempty"`
 }
 
 // requireAuditor writes 403 and returns false unless login is an auditor.
@@ -286,7 +289,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, login string) {
 		s.fail(w, r, err)
 		return
 	}
-	out := RevokeResult{Revoked: []string{}, EndedGrants: orEmpty(res.EndedGrants)}
+	out := RevokeResult{Revoked: []string{}, EndedGrants: orEmpty(res.EndedGrants), CancelledRequests: res.Cancelled}
 	for _, serial := range res.Serials {
 		out.Revoked = append(out.Revoked, strconv.FormatUint(serial, 10))
 	}

@@ -57,6 +57,9 @@ may revoke; anyone may revoke their own.`,
 				return e.printJSON(res)
 			}
 			fmt.Fprintf(e.stdout, "Revoked %d certificate(s)%s; ended %d grant(s)%s.\n", len(res.Revoked), list(res.Revoked), len(res.EndedGrants), list(res.EndedGrants))
+			if len(res.CancelledRequests) > 0 {
+				fmt.Fprintf(e.stdout, "Cancelled pending request(s)%s: they can no longer be approved.\n", list(res.CancelledRequests))
+			}
 			fmt.Fprintln(e.stdout, "Hosts refuse them once they run 'jit-ssh host sync'.")
 			return nil
 		},
