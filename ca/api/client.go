@@ -78,10 +78,17 @@ func ServerURL(raw string) (*url.URL, error) {
 }
 
 func checkScheme(u *url.URL) error {
-	if u.Scheme == "https" || (u.Scheme == "http" && IsLoopbackHost(u.Hostname())) {
+	if SecureTransport(u) {
 		return nil
 	}
 	return ErrInsecureServer
+}
+
+// SecureTransport is the one rule for every URL jit-ssh sends a token or
+// trusts an answer over (its server, GitHub, a webhook): https, or plain
+// http only to the loopback interface.
+func SecureTransport(u *url.URL) bool {
+	return u.Scheme == "https" || (u.Scheme == "http" && IsLoopbackHost(u.Hostname()))
 }
 
 // IsLoopbackHost reports whether host (a name or an address, without a

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
 // githubClientID is the OAuth app used by 'jit-ssh auth login' when neither
@@ -96,7 +97,7 @@ func checkGitHubURL(flag, raw, example string) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return &usageError{fmt.Errorf("%s %q must look like %s", flag, raw, example)}
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if !api.SecureTransport(u) {
 		return &usageError{fmt.Errorf("%s %s is plain http to a host that is not on loopback, which would carry your GitHub token in clear: use https://%s instead", flag, u.Redacted(), u.Host)}
 	}
 	return nil

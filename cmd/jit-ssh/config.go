@@ -22,6 +22,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
 // Config is the server configuration of SPEC section 4.
@@ -395,7 +396,7 @@ func (c *Config) Validate() error {
 		}
 		if u, err := url.Parse(g.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			add("identity.github.api_url", "%q is not an http(s) URL", g.APIURL)
-		} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		} else if !api.SecureTransport(u) {
 			add("identity.github.api_url", "%q: plain http would send tokens in the clear; use https (http is allowed only to loopback)", g.APIURL)
 		}
 		if !envNameRE().MatchString(g.TokenEnv) {

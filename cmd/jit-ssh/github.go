@@ -8,7 +8,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jit-ssh/jit-ssh/approval"
-	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
 // newGitHubDirectory is the identity.type github directory: callers'
@@ -37,7 +36,3 @@ func (g *GitHubConfig) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return err
 }
-
-// isLoopbackHost reports whether host (a name or an address, without a
-// port) is the loopback interface; the one rule is the API client's.
-func isLoopbackHost(host string) bool { return api.IsLoopbackHost(host) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
 // maxNotifyTimeout bounds notify.timeout.
@@ -21,7 +22,7 @@ func (n NotifyConfig) validate() []string {
 		switch {
 		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 			p = append(p, "notify.webhook_url: not an http(s) URL")
-		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		case !api.SecureTransport(u):
 			p = append(p, "notify.webhook_url: must be https (plain http is allowed only to a loopback address)")
 		}
 	}
