@@ -10,7 +10,6 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // step is one action in a review scenario and what must come of it.
@@ -582,16 +581,7 @@ func TestRefusalsAreRecorded(t *testing.T) {
 			if err := tt.do(e, r.ID); err == nil {
 				t.Fatal("the step succeeded, want a refusal")
 			}
-			var got []*ca.Event
-			err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(ev *ca.Event) error {
-				if strings.HasSuffix(ev.Type, ".refused") {
-					got = append(got, ev)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := e.refusalEvents(t)
 			if tt.typ == "" {
 				if len(got) != 0 {
 					t.Errorf("recorded %+v, want no refusal", got[0])
