@@ -1,3 +1,6 @@
+// The audit subcommands on the ledger itself: its event log (events, show),
+// its integrity (verify) and the access figures drawn from it (report).
+
 package main
 
 import (
