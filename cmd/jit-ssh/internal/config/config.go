@@ -191,6 +191,7 @@ func (c *Server) Hash() string { return c.hash }
 // Error lists every problem found in a config, each with its key path.
 type Error struct{ Problems []string }
 
+// Error lists the problems, one a line.
 func (e *Error) Error() string {
 	return fmt.Sprintf("config has %d problem(s):\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
 }
