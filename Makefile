@@ -10,7 +10,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOLANGCI  := $(GO) tool -modfile=tools/go.mod golangci-lint
 FUZZTIME  ?= 20s
 # Packages with fuzz targets (parsers of outside input); `make fuzz` finds the targets in each.
-FUZZPKGS  := ./ca ./ca/api ./cmd/jit-ssh ./hostconfig ./approval
+FUZZPKGS  := ./ca ./ca/api ./cmd/jit-ssh/internal/config ./hostconfig ./approval
 
 .DEFAULT_GOAL := help
 

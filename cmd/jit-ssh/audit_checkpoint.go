@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
@@ -19,19 +19,14 @@ import (
 // many of the newest rows a truncation could remove unnoticed.
 const CheckpointInterval = time.Minute
 
-// CheckpointKeyFile is the dedicated checkpoint key in the data dir, used
-// when the CA key lives in Vault: Vault's SSH engine signs certificates
-// only, not arbitrary data.
-const CheckpointKeyFile = "checkpoint_ed25519"
-
 // checkpointSigner returns the key that signs ledger checkpoints: the CA key
 // itself when it is a file key, otherwise a dedicated ed25519 key in the
-// data dir, created 0600 on first start.
-func checkpointSigner(cfg *Config, signer ca.Signer) (ssh.Signer, error) {
+// data dir (config.CheckpointKeyFile), created 0600 on first start.
+func checkpointSigner(cfg *config.Server, signer ca.Signer) (ssh.Signer, error) {
 	if fs, ok := signer.(*ca.FileSigner); ok {
 		return fs.DataSigner(), nil
 	}
-	fs, err := ca.LoadOrCreateFileSigner(filepath.Join(cfg.DataDir, CheckpointKeyFile))
+	fs, err := ca.LoadOrCreateFileSigner(cfg.CheckpointKeyPath())
 	if err != nil {
 		return nil, fmt.Errorf("ledger checkpoint key: %w", err)
 	}

@@ -3,38 +3,15 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
-	"github.com/jit-ssh/jit-ssh/ca/api"
+	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 )
-
-// maxNotifyTimeout bounds notify.timeout.
-const maxNotifyTimeout = time.Minute
-
-// validate checks the notify block; the webhook URL is never echoed, it
-// may hold a secret.
-func (n NotifyConfig) validate() []string {
-	var p []string
-	if n.WebhookURL != "" {
-		u, err := url.Parse(n.WebhookURL)
-		switch {
-		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-			p = append(p, "notify.webhook_url: not an http(s) URL")
-		case !api.SecureTransport(u):
-			p = append(p, "notify.webhook_url: must be https (plain http is allowed only to a loopback address)")
-		}
-	}
-	if n.Timeout < 0 || time.Duration(n.Timeout) > maxNotifyTimeout {
-		p = append(p, "notify.timeout: must be between 0 (default 5s) and "+maxNotifyTimeout.String())
-	}
-	return p
-}
 
 // newNotifier returns the configured notifier, or nil, and a function that
 // delivers what is queued (for at most the post timeout) and stops it.
-func newNotifier(cfg *Config, log *slog.Logger) (approval.Notifier, func()) {
+func newNotifier(cfg *config.Server, log *slog.Logger) (approval.Notifier, func()) {
 	n := cfg.Notify
 	if n.WebhookURL == "" {
 		return nil, func() {}

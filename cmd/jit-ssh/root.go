@@ -18,7 +18,7 @@ import (
 
 // defaultServer is where the CLI looks for a server without --server or
 // JIT_SSH_SERVER: the dev server's address.
-const defaultServer = "http://127.0.0.1:7443"
+const defaultServer = api.DefaultServerURL
 
 // env is what commands read and write: injected so commands are testable.
 type env struct {

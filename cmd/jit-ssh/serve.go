@@ -5,20 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
+	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
@@ -55,59 +56,25 @@ staging (auto-approved) and prod-db (one approval). Never use it in production.`
 	}
 	cmd.Flags().StringVar(&o.config, "config", "", "server config file (YAML; the README's \"Configuring a real deployment\" has every key)")
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "run the embedded dev default (loopback only)")
-	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address, overriding the config (dev default 127.0.0.1:7443)")
+	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address, overriding the config (dev default "+api.DefaultListen+")")
 	cmd.Flags().StringVar(&o.dataDir, "data-dir", "", "data directory, overriding the config")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "server log level: debug, info, warn or error (debug adds one record per HTTP request; tokens and keys are never logged)")
 	return cmd
 }
 
-func defaultDevDataDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "jit-ssh", "dev")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "jit-ssh-dev")
-	}
-	return filepath.Join(home, ".local", "state", "jit-ssh", "dev")
-}
-
-func (o *serveOptions) load() (*Config, error) {
+// load is the config serve runs with: --dev's embedded default or the
+// --config file, with --listen and --data-dir over it.
+func (o *serveOptions) load(e *env) (*config.Server, *config.Compiled, error) {
+	ov := config.Overrides{Listen: o.listen, DataDir: o.dataDir}
 	if o.dev {
-		listen := o.listen
-		if listen == "" {
-			listen = "127.0.0.1:7443"
-		}
-		dir := o.dataDir
-		if dir == "" {
-			dir = defaultDevDataDir()
-		}
-		c := DevConfig(dir, listen)
-		return c, c.Validate()
+		home, _ := os.UserHomeDir() // "" when unknown
+		return config.LoadDev(ov, e.getenv("XDG_STATE_HOME"), home)
 	}
-	c, err := LoadConfig(o.config)
-	if err != nil {
-		return nil, err
-	}
-	if o.listen != "" || o.dataDir != "" {
-		if o.listen != "" {
-			c.Listen = o.listen
-		}
-		if o.dataDir != "" {
-			if c.Signer.Type == "file" && c.Signer.File.KeyFile == filepath.Join(c.DataDir, "ca_ed25519") {
-				c.Signer.File.KeyFile = filepath.Join(o.dataDir, "ca_ed25519")
-			}
-			c.DataDir = o.dataDir
-		}
-		if err := c.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
+	return config.Load(o.config, ov)
 }
 
 func (o *serveOptions) run(ctx context.Context, e *env) error {
-	cfg, err := o.load()
+	cfg, comp, err := o.load(e)
 	if err != nil {
 		return &usageError{err}
 	}
@@ -124,23 +91,16 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		return err
 	}
 	defer func() { _ = closeSigner() }()
-	dir, err := newDirectory(cfg)
+	dir, err := newDirectory(cfg, e.getenv)
 	if err != nil {
 		return err
 	}
-	var trusted []ssh.PublicKey
-	for _, k := range cfg.TrustedCAKeys {
-		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
-		if err != nil {
-			return fmt.Errorf("trusted_ca_keys: %w", err)
-		}
-		trusted = append(trusted, pub)
-	}
+	trusted := comp.TrustedCAKeys
 	ckSigner, err := checkpointSigner(cfg, signer)
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger.db"),
+	db, err := store.Open(ctx, cfg.LedgerPath(),
 		store.WithCheckpointSigner(ckSigner), store.WithCheckpointKeys(trusted...))
 	if err != nil {
 		return fmt.Errorf("opening the ledger: %w", err)
@@ -156,11 +116,11 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	log.Info("ledger tail verified", slog.Int64("checkpoint_row", tail.Anchor), slog.Int64("rows_after_it", tail.Rows))
 	notifier, stopNotifier := newNotifier(cfg, log)
 	defer stopNotifier()
-	svc := approval.NewService(db, dir, cfg.Policies(), cfg.Auditors,
+	svc := approval.NewService(db, dir, comp.Policies, cfg.Auditors,
 		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins),
 		approval.WithNotifier(notifier), approval.WithSignInHint(devSignInHint(o.dev, cfg)))
 	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
-	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted), api.WithLimits(cfg.apiLimits()))
+	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted), api.WithLimits(comp.Limits))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -172,7 +132,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	}
 	url := fmt.Sprintf("%s://%s", scheme, ln.Addr())
 	if err := db.RecordEvent(ctx, ca.Event{Actor: "jit-ssh", Type: ca.EventConfigLoaded,
-		Data: map[string]any{"config_sha256": cfg.hash, "dev": o.dev, "listen": ln.Addr().String(), "version": version,
+		Data: map[string]any{"config_sha256": cfg.Hash(), "dev": o.dev, "listen": ln.Addr().String(), "version": version,
 			"checkpoint_key": ca.Fingerprint(ckSigner.PublicKey())}}); err != nil {
 		ln.Close()
 		return fmt.Errorf("recording start-up in the ledger: %w", err)
@@ -181,7 +141,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 		printDevBanner(e, cfg, url)
 	}
 	log.Info("jit-ssh serving", slog.String("url", url), slog.String("data_dir", cfg.DataDir), slog.String("signer", cfg.Signer.Type),
-		slog.String("identity", cfg.Identity.Type), slog.Any("host_groups", sortedKeys(cfg.HostGroups)))
+		slog.String("identity", cfg.Identity.Type), slog.Any("host_groups", slices.Sorted(maps.Keys(cfg.HostGroups))))
 
 	hs := api.HTTPServer(cfg.Listen, srv)
 	go expireLoop(ctx, svc, log)
@@ -253,7 +213,7 @@ func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 }
 
 // newSigner returns the configured signer and a function that releases it.
-func newSigner(cfg *Config, log *slog.Logger) (ca.Signer, func() error, error) {
+func newSigner(cfg *config.Server, log *slog.Logger) (ca.Signer, func() error, error) {
 	switch cfg.Signer.Type {
 	case "file":
 		s, err := ca.LoadOrCreateFileSigner(cfg.Signer.File.KeyFile)
@@ -268,7 +228,7 @@ func newSigner(cfg *Config, log *slog.Logger) (ca.Signer, func() error, error) {
 	}
 }
 
-func newDirectory(cfg *Config) (approval.Directory, error) {
+func newDirectory(cfg *config.Server, getenv func(string) string) (approval.Directory, error) {
 	switch cfg.Identity.Type {
 	case "static":
 		users := map[string]approval.StaticUser{}
@@ -277,7 +237,7 @@ func newDirectory(cfg *Config) (approval.Directory, error) {
 		}
 		return approval.NewStaticDirectory(users), nil
 	case "github":
-		return newGitHubDirectory(cfg)
+		return newGitHubDirectory(cfg, getenv)
 	default:
 		return nil, fmt.Errorf("unknown identity type %q", cfg.Identity.Type)
 	}
@@ -286,25 +246,25 @@ func newDirectory(cfg *Config) (approval.Directory, error) {
 // devSignInHint is what the dev server adds to a refused or missing token:
 // its demo tokens (they are printed at start anyway). Other servers add
 // nothing: their tokens are GitHub's.
-func devSignInHint(dev bool, cfg *Config) string {
+func devSignInHint(dev bool, cfg *config.Server) string {
 	if !dev || cfg.Identity.Static == nil {
 		return ""
 	}
 	tokens := make([]string, 0, len(cfg.Identity.Static.Users))
-	for _, login := range sortedKeys(cfg.Identity.Static.Users) {
+	for _, login := range slices.Sorted(maps.Keys(cfg.Identity.Static.Users)) {
 		tokens = append(tokens, cfg.Identity.Static.Users[login].Token)
 	}
 	return "this is a dev server: its tokens are dev-<login> (" + strings.Join(tokens, ", ") + "), e.g. JIT_SSH_TOKEN=dev-alice"
 }
 
-func printDevBanner(e *env, cfg *Config, url string) {
+func printDevBanner(e *env, cfg *config.Server, url string) {
 	w := e.stdout
 	fmt.Fprintf(w, "jit-ssh dev server at %s (data dir %s)\n", url, cfg.DataDir)
 	fmt.Fprintln(w, "This is the embedded default: static identities, a file CA key. Never use it in production.")
 	fmt.Fprintln(w, "\nUsers (token = dev-<login>):")
 	tw := e.table()
 	fmt.Fprintln(tw, "  LOGIN\tTEAMS\tTOKEN")
-	for _, login := range sortedKeys(cfg.Identity.Static.Users) {
+	for _, login := range slices.Sorted(maps.Keys(cfg.Identity.Static.Users)) {
 		u := cfg.Identity.Static.Users[login]
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", login, strings.Join(u.Teams, ","), u.Token)
 	}
@@ -312,29 +272,13 @@ func printDevBanner(e *env, cfg *Config, url string) {
 	fmt.Fprintln(w, "\nHost groups:")
 	tw = e.table()
 	fmt.Fprintln(tw, "  GROUP\tPRINCIPALS\tREQUESTERS\tAPPROVERS\tAPPROVALS\tCERT TTL\tMAX GRANT")
-	for _, name := range sortedKeys(cfg.HostGroups) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.HostGroups)) {
 		g := cfg.HostGroups[name]
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, strings.Join(g.Principals, ","), strings.Join(g.Requesters, ","),
 			strings.Join(g.Approvers, ","), *g.ApprovalsRequired, time.Duration(g.CertTTL), time.Duration(g.MaxDuration))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nTry:  export JIT_SSH_SERVER=%s JIT_SSH_TOKEN=dev-alice; jit-ssh login staging\n\n", url)
-}
-
-// apiLimits turns the validated limits block (defaults applied) into the
-// server's rate limits.
-func (c *Config) apiLimits() api.Limits {
-	rate := func(r RateConfig) api.Rate {
-		out := api.Rate{Burst: 1}
-		if r.PerMinute != nil {
-			out.PerMinute = float64(*r.PerMinute)
-		}
-		if r.Burst != nil {
-			out.Burst = *r.Burst
-		}
-		return out
-	}
-	return api.Limits{Requests: rate(c.Limits.Requests), Certificates: rate(c.Limits.Certificates), Writes: rate(c.Limits.Writes)}
 }
 
 // serverGC tunes the garbage collector for the server unless GOGC or

@@ -13,11 +13,12 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/vault"
+	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 )
 
 // vaultClient builds the Vault client of a config (VAULT_* environment,
 // optional AppRole unless tokenOnly). Close stops its token renewal.
-func vaultClient(cfg *Config, log *slog.Logger, tokenOnly bool) (*vault.Client, error) {
+func vaultClient(cfg *config.Server, log *slog.Logger, tokenOnly bool) (*vault.Client, error) {
 	v := cfg.Signer.Vault
 	cc := vault.ClientConfig{Address: v.Address, Namespace: v.Namespace, Logger: log, TokenOnly: tokenOnly}
 	if v.AppRole != nil {
@@ -32,7 +33,7 @@ func vaultClient(cfg *Config, log *slog.Logger, tokenOnly bool) (*vault.Client, 
 
 // newVaultSigner returns the Vault signer and a function that stops the
 // client's token renewal.
-func newVaultSigner(cfg *Config, log *slog.Logger) (ca.Signer, func() error, error) {
+func newVaultSigner(cfg *config.Server, log *slog.Logger) (ca.Signer, func() error, error) {
 	c, err := vaultClient(cfg, log, false)
 	if err != nil {
 		return nil, nil, err
@@ -72,7 +73,7 @@ is the server's and is not used here. --print-policy prints the narrow policy th
 server's own token needs, and does nothing else.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(configPath)
+			cfg, comp, err := config.Load(configPath, config.Overrides{})
 			if err != nil {
 				return &usageError{err}
 			}
@@ -83,7 +84,7 @@ server's own token needs, and does nothing else.`,
 				fmt.Fprint(e.stdout, vault.Policy(cfg.Signer.Vault.Mount, cfg.Signer.Vault.Role))
 				return nil
 			}
-			return runVaultSetup(cmd.Context(), e, cfg)
+			return runVaultSetup(cmd.Context(), e, cfg, comp)
 		},
 	}
 	setup.Flags().StringVar(&configPath, "config", "", "server config file (required)")
@@ -93,7 +94,7 @@ server's own token needs, and does nothing else.`,
 	return cmd
 }
 
-func runVaultSetup(ctx context.Context, e *env, cfg *Config) error {
+func runVaultSetup(ctx context.Context, e *env, cfg *config.Server, comp *config.Compiled) error {
 	// Setup runs as an operator (VAULT_TOKEN), never with the server's
 	// AppRole, whose policy only signs.
 	c, err := vaultClient(cfg, nil, true)
@@ -102,7 +103,7 @@ func runVaultSetup(ctx context.Context, e *env, cfg *Config) error {
 	}
 	defer c.Close()
 	var profiles []ca.Profile
-	for _, p := range cfg.Policies() {
+	for _, p := range comp.Policies {
 		profiles = append(profiles, p.Profile())
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)

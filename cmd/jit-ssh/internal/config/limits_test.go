@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strings"
@@ -26,19 +26,23 @@ func TestLimitsConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(base + tt.block))
+			_, comp, err := Parse([]byte(base + tt.block))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c.apiLimits(); got != tt.want {
+			if got := comp.Limits; got != tt.want {
 				t.Fatalf("limits %+v, want %+v", got, tt.want)
 			}
 		})
 	}
-	if got, want := mustParse(t, base).apiLimits(), api.DefaultLimits(); got != want {
+	if got, want := mustParse(t, base).Limits, api.DefaultLimits(); got != want {
 		t.Errorf("config defaults %+v, want api.DefaultLimits %+v", got, want)
 	}
-	if got := DevConfig(t.TempDir(), "127.0.0.1:0").apiLimits(); got.Requests.PerMinute != 0 || got.Certificates.PerMinute != 0 || got.Writes.PerMinute != 0 {
+	dev, err := Dev(t.TempDir(), "127.0.0.1:0").Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dev.Limits; got.Requests.PerMinute != 0 || got.Certificates.PerMinute != 0 || got.Writes.PerMinute != 0 {
 		t.Fatalf("dev mode limits %+v, want none", got)
 	}
 }
@@ -58,7 +62,7 @@ func TestLimitsConfigProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			_, err := ParseConfig([]byte(base + tt.block))
+			_, _, err := Parse([]byte(base + tt.block))
 			p := problemAt(problems(t, err), tt.path)
 			if !strings.Contains(p, tt.want) {
 				t.Fatalf("problem at %s = %q, want it to say %q; all: %v", tt.path, p, tt.want, err)
@@ -66,7 +70,7 @@ func TestLimitsConfigProblems(t *testing.T) {
 		})
 	}
 	// Every problem is reported at once.
-	_, err := ParseConfig([]byte(base + "limits:\n  requests: {per_minute: -1, burst: 0}\n  certificates: {per_minute: -1, burst: 0}\n"))
+	_, _, err := Parse([]byte(base + "limits:\n  requests: {per_minute: -1, burst: 0}\n  certificates: {per_minute: -1, burst: 0}\n"))
 	ps := problems(t, err)
 	for _, path := range []string{"limits.requests.per_minute", "limits.requests.burst", "limits.certificates.per_minute", "limits.certificates.burst"} {
 		if problemAt(ps, path) == "" {
@@ -75,11 +79,13 @@ func TestLimitsConfigProblems(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, text string) *Config {
+// mustParse returns what the config text compiles to, failing the test if
+// it has problems.
+func mustParse(t *testing.T, text string) *Compiled {
 	t.Helper()
-	c, err := ParseConfig([]byte(text))
+	_, comp, err := Parse([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return comp
 }

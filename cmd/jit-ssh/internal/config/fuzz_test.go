@@ -1,6 +1,6 @@
-package main
+package config
 
-// Fuzz targets for the server config: the whole document (ParseConfig) and
+// Fuzz targets for the server config: the whole document (Parse) and
 // its duration values. Seeds: the fixtures under testdata/config, the f.Add
 // calls, and testdata/fuzz/<target>/ (crashers kept as regression cases).
 
@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
@@ -41,11 +42,11 @@ func TestConfigAliasBomb(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newKeyChecker()
-	k.walk(&doc, reflect.TypeFor[Config](), "")
+	k.walk(&doc, reflect.TypeFor[Server](), "")
 	if k.visits > maxWalk {
 		t.Fatalf("walked %d nodes, the bound is %d", k.visits, maxWalk)
 	}
-	if _, err := ParseConfig([]byte(laughs(9))); err == nil {
+	if _, _, err := Parse([]byte(laughs(9))); err == nil {
 		t.Fatalf("an alias bomb was accepted")
 	}
 }
@@ -62,7 +63,7 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	dev, err := yaml.Marshal(DevConfig("/var/lib/jit-ssh", "127.0.0.1:7443"))
+	dev, err := yaml.Marshal(Dev("/var/lib/jit-ssh", "127.0.0.1:7443"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -81,16 +82,16 @@ func FuzzParseConfig(f *testing.F) {
 		var doc yaml.Node
 		if yaml.Unmarshal(data, &doc) == nil {
 			k := newKeyChecker()
-			k.walk(&doc, reflect.TypeFor[Config](), "")
+			k.walk(&doc, reflect.TypeFor[Server](), "")
 			if k.visits > maxWalk {
 				t.Fatalf("walked %d nodes, the bound is %d", k.visits, maxWalk)
 			}
 		}
-		c, err := ParseConfig(data)
+		c, comp, err := Parse(data)
 		if err != nil {
-			var ce *ConfigError
+			var ce *Error
 			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
-				t.Fatalf("error %v (%T) is not a ConfigError with problems", err, err)
+				t.Fatalf("error %v (%T) is not an Error with problems", err, err)
 			}
 			for _, p := range ce.Problems {
 				if strings.TrimSpace(p) == "" {
@@ -98,20 +99,24 @@ func FuzzParseConfig(f *testing.F) {
 				}
 			}
 			// Problems come in the same order every time.
-			if _, err2 := ParseConfig(data); err2 == nil || err2.Error() != err.Error() {
+			if _, _, err2 := Parse(data); err2 == nil || err2.Error() != err.Error() {
 				t.Fatalf("parsing twice gave different problems:\n%v\n%v", err, err2)
 			}
 			return
 		}
-		checkAcceptedConfig(t, c)
+		checkAcceptedConfig(t, c, comp)
 	})
 }
 
 // checkAcceptedConfig asserts what every accepted config guarantees.
-func checkAcceptedConfig(t *testing.T, c *Config) {
+func checkAcceptedConfig(t *testing.T, c *Server, comp *Compiled) {
 	t.Helper()
-	if err := c.Validate(); err != nil {
+	again, err := c.Validate()
+	if err != nil {
 		t.Fatalf("accepted config does not validate: %v", err)
+	}
+	if len(again.Policies) != len(comp.Policies) || again.Limits != comp.Limits || len(again.TrustedCAKeys) != len(comp.TrustedCAKeys) {
+		t.Fatalf("validating again compiles differently: %+v, then %+v", comp, again)
 	}
 	if c.Identity.Type == "static" && !isLoopback(c.Listen) {
 		t.Fatalf("static identity accepted on %s", c.Listen)
@@ -124,7 +129,10 @@ func checkAcceptedConfig(t *testing.T, c *Config) {
 			t.Fatalf("team %q accepted", team)
 		}
 	}
-	pols := c.Policies()
+	if len(comp.TrustedCAKeys) != len(c.TrustedCAKeys) {
+		t.Fatalf("%d trusted CA keys compiled of %d", len(comp.TrustedCAKeys), len(c.TrustedCAKeys))
+	}
+	pols := comp.Policies
 	if len(pols) != len(c.HostGroups) || len(pols) == 0 {
 		t.Fatalf("%d policies for %d host groups", len(pols), len(c.HostGroups))
 	}
@@ -142,10 +150,10 @@ func checkAcceptedConfig(t *testing.T, c *Config) {
 				t.Fatalf("team %q accepted", team)
 			}
 		}
-		if p.CertTTL <= 0 || p.CertTTL > maxCertTTL || p.MaxDuration < time.Minute || p.MaxDuration > maxGrant || p.CertTTL > p.MaxDuration {
+		if p.CertTTL <= 0 || p.CertTTL > ca.MaxCertTTL || p.MaxDuration < time.Minute || p.MaxDuration > approval.MaxGrant || p.CertTTL > p.MaxDuration {
 			t.Fatalf("group %s: cert_ttl %s, max_duration %s accepted", p.Group, p.CertTTL, p.MaxDuration)
 		}
-		if p.ApprovalsRequired < 0 || p.ApprovalsRequired > maxApprovals || p.ApprovalsRequired > 0 && len(p.Approvers) == 0 {
+		if p.ApprovalsRequired < 0 || p.ApprovalsRequired > approval.MaxApprovals || p.ApprovalsRequired > 0 && len(p.Approvers) == 0 {
 			t.Fatalf("group %s: approvals_required %d with approvers %q accepted", p.Group, p.ApprovalsRequired, p.Approvers)
 		}
 		for _, a := range p.SourceAddress {
@@ -155,12 +163,15 @@ func checkAcceptedConfig(t *testing.T, c *Config) {
 				}
 			}
 		}
+		if c.HostGroups[p.Group].AllowedHours != "" && p.AllowedHours == nil {
+			t.Fatalf("group %s: allowed_hours %q not compiled", p.Group, c.HostGroups[p.Group].AllowedHours)
+		}
 		// Template refuses nothing an accepted config produces.
 		if _, err := ca.KeyID("alice", p.Group, "r-abcdefghijklmnop", nil); err != nil {
 			t.Fatalf("group %q cannot be put in a KeyId: %v", p.Group, err)
 		}
 	}
-	l := c.apiLimits()
+	l := comp.Limits
 	for _, r := range []struct {
 		per   float64
 		burst int

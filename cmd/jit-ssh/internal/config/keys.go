@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -12,9 +12,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// keyChecker walks a YAML document alongside the Config type and reports,
+// keyChecker walks a YAML document alongside the Server type and reports,
 // each with its key path, what the YAML decoder would report by line only or
-// stop at: keys Config does not have, values of the wrong kind and
+// stop at: keys Server does not have, values of the wrong kind and
 // durations that do not parse.
 type keyChecker struct {
 	problems []string
@@ -153,7 +153,7 @@ func yamlField(t reflect.Type, name string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// decodeLineRE is compiled on first use, like the patterns in config.go.
+// decodeLineRE is compiled on first use, like the patterns in validate.go.
 var decodeLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): `) })
 
 // reported says whether one of the decoder's "line N: ..." messages is

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -10,16 +10,16 @@ import (
 	"time"
 )
 
-// problems returns the problems of a *ConfigError, failing the test for any
+// problems returns the problems of an *Error, failing the test for any
 // other error.
 func problems(t *testing.T, err error) []string {
 	t.Helper()
-	var ce *ConfigError
+	var ce *Error
 	if !errors.As(err, &ce) {
-		t.Fatalf("error = %v (%T), want a *ConfigError", err, err)
+		t.Fatalf("error = %v (%T), want a *Error", err, err)
 	}
 	if len(ce.Problems) == 0 {
-		t.Fatalf("ConfigError with no problems")
+		t.Fatalf("Error with no problems")
 	}
 	return ce.Problems
 }
@@ -43,8 +43,8 @@ func readFixture(t *testing.T, name string) []byte {
 	return b
 }
 
-func TestParseConfigSpecExample(t *testing.T) {
-	c, err := ParseConfig(readFixture(t, "spec-example.yaml"))
+func TestParseSpecExample(t *testing.T) {
+	c, comp, err := Parse(readFixture(t, "spec-example.yaml"))
 	if err != nil {
 		t.Fatalf("the SPEC example does not parse: %v", err)
 	}
@@ -84,9 +84,9 @@ func TestParseConfigSpecExample(t *testing.T) {
 		}
 	}
 
-	ps := c.Policies()
+	ps := comp.Policies
 	if len(ps) != 1 {
-		t.Fatalf("Policies() = %d policies, want 1", len(ps))
+		t.Fatalf("Policies = %d policies, want 1", len(ps))
 	}
 	p := ps[0]
 	if p.Group != "prod-db" || p.ApprovalsRequired != 1 || p.MaxDuration != 2*time.Hour || p.CertTTL != 5*time.Minute || p.AllowedHours == nil {
@@ -97,32 +97,32 @@ func TestParseConfigSpecExample(t *testing.T) {
 	}
 }
 
-func TestLoadConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	if err := os.WriteFile(good, readFixture(t, "spec-example.yaml"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(good); err != nil {
-		t.Errorf("LoadConfig(spec example) = %v", err)
+	if _, _, err := Load(good, Overrides{}); err != nil {
+		t.Errorf("Load(spec example) = %v", err)
 	}
-	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("LoadConfig(missing file) = %v, want an error wrapping os.ErrNotExist", err)
+	if _, _, err := Load(filepath.Join(dir, "missing.yaml"), Overrides{}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing file) = %v, want an error wrapping os.ErrNotExist", err)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, []byte(strings.Repeat("# padding\n", 200_000)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(big); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("LoadConfig(2 MB file) = %v, want a size error", err)
+	if _, _, err := Load(big, Overrides{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load(2 MB file) = %v, want a size error", err)
 	}
 }
 
-func TestDevConfig(t *testing.T) {
+func TestDev(t *testing.T) {
 	dir := t.TempDir()
-	c := DevConfig(dir, "127.0.0.1:7443")
-	if err := c.Validate(); err != nil {
-		t.Fatalf("DevConfig does not validate: %v", err)
+	c := Dev(dir, "127.0.0.1:7443")
+	if _, err := c.Validate(); err != nil {
+		t.Fatalf("Dev does not validate: %v", err)
 	}
 	if c.Signer.Type != "file" || c.Signer.File.KeyFile != filepath.Join(dir, "ca_ed25519") {
 		t.Errorf("dev signer = %+v, want a file key under the data dir", c.Signer)
@@ -156,7 +156,8 @@ func TestDevConfig(t *testing.T) {
 	}
 
 	// The same directory on a public listener is refused.
-	ps := problems(t, DevConfig(dir, "0.0.0.0:7443").Validate())
+	_, err := Dev(dir, "0.0.0.0:7443").Validate()
+	ps := problems(t, err)
 	if p := problemAt(ps, "identity.type"); !strings.Contains(p, "loopback") {
 		t.Errorf("dev config on 0.0.0.0: problems %q, want identity.type refused on a non-loopback listener", ps)
 	}
@@ -209,15 +210,15 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// parseErr returns ParseConfig's error, failing if the config was accepted.
+// parseErr returns Parse's error, failing if the config was accepted.
 func parseErr(t *testing.T, data []byte) error {
 	t.Helper()
-	c, err := ParseConfig(data)
+	c, comp, err := Parse(data)
 	if err == nil {
-		t.Fatalf("ParseConfig accepted %+v", c)
+		t.Fatalf("Parse accepted %+v", c)
 	}
-	if c != nil {
-		t.Errorf("ParseConfig returned a config alongside an error")
+	if c != nil || comp != nil {
+		t.Errorf("Parse returned a config alongside an error")
 	}
 	return err
 }
@@ -276,7 +277,7 @@ host_groups:
 `
 
 func TestConfigProblems(t *testing.T) {
-	if _, err := ParseConfig([]byte(base)); err != nil {
+	if _, _, err := Parse([]byte(base)); err != nil {
 		t.Fatalf("base config: %v", err)
 	}
 	tests := []struct {
@@ -339,7 +340,7 @@ func TestConfigProblems(t *testing.T) {
 			doc := strings.Replace(base, tt.old, tt.new, 1)
 			if tt.path == "" {
 				// Defaults fill the key file from data_dir.
-				c, err := ParseConfig([]byte(doc))
+				c, _, err := Parse([]byte(doc))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -396,7 +397,7 @@ func TestConfigMergeKeys(t *testing.T) {
     cert_ttl: 5m
 `, 1)
 	doc = strings.Replace(doc, "  prod-db:\n", "  prod-db:\n    <<: *defaults\n", 1)
-	c, err := ParseConfig([]byte(doc))
+	c, _, err := Parse([]byte(doc))
 	if err != nil {
 		t.Fatalf("config with a YAML merge key: %v", err)
 	}

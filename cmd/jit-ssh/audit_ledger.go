@@ -1,3 +1,6 @@
+// The audit subcommands on the ledger itself: its event log (events, show),
+// its integrity (verify) and the access figures drawn from it (report).
+
 package main
 
 import (
@@ -6,8 +9,10 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +101,7 @@ issued, issuances refused with their reason, revocations, configuration loads.
 // compactData renders event data as k=v pairs in a stable order.
 func compactData(d map[string]any) string {
 	var parts []string
-	for _, k := range sortedKeys(d) {
+	for _, k := range slices.Sorted(maps.Keys(d)) {
 		parts = append(parts, fmt.Sprintf("%s=%v", k, d[k]))
 	}
 	return strings.Join(parts, " ")
