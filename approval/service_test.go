@@ -578,7 +578,8 @@ func TestList(t *testing.T) {
 	}
 
 	// Once the pending requests expire, they leave the reviewable queue and
-	// are recorded as expired.
+	// are listed as expired; listing writes nothing, the sweeper records
+	// the expiry.
 	e.clk.advance(pendingTTL)
 	got, err := e.svc.List(t.Context(), "bob", approval.ListFilter{Reviewable: true})
 	if err != nil {
@@ -587,12 +588,30 @@ func TestList(t *testing.T) {
 	if len(got) != 0 {
 		t.Errorf("reviewable after the pending TTL: %d requests, want 0", len(got))
 	}
+	mine, err := e.svc.List(t.Context(), "alice", approval.ListFilter{Mine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range mine {
+		if r.ID == alicePending.ID && r.State != ca.StateExpired {
+			t.Errorf("listed state after the pending TTL = %s, want expired", r.State)
+		}
+	}
 	stored, err := e.db.GetRequest(t.Context(), alicePending.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if stored.State != ca.StatePending {
+		t.Errorf("stored state after listing = %s, want pending: a read does not write", stored.State)
+	}
+	if err := e.svc.ExpirePending(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err = e.db.GetRequest(t.Context(), alicePending.ID); err != nil {
+		t.Fatal(err)
+	}
 	if stored.State != ca.StateExpired {
-		t.Errorf("stored state after listing = %s, want expired", stored.State)
+		t.Errorf("stored state after the sweep = %s, want expired", stored.State)
 	}
 	verifyLedger(t, e.db)
 }

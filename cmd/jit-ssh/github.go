@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/github"
 )
 
 // newGitHubDirectory is the identity.type github directory: callers'
@@ -20,7 +21,7 @@ func newGitHubDirectory(cfg *Config) (approval.Directory, error) {
 		return nil, &ConfigError{Problems: []string{"identity.github.token_env: the environment variable " + g.TokenEnv +
 			" is empty or unset; set it to the server's GitHub token (read:org) before starting jit-ssh serve"}}
 	}
-	return approval.NewGitHub(g.APIURL, g.Org, token, approval.WithGitHubCacheTTL(time.Duration(g.CacheTTL)))
+	return github.New(g.APIURL, g.Org, token, github.WithCacheTTL(time.Duration(g.CacheTTL)))
 }
 
 // UnmarshalYAML decodes the github block and notes whether cache_ttl was
