@@ -55,6 +55,12 @@ func (s *Service) isApprover(ctx context.Context, login string, p *Policy) (bool
 	return s.memberOfAny(ctx, login, p.Approvers)
 }
 
+// isRequester is the rule for "login may request p": a member of one of
+// its requester teams, asked now (Create and again Authorize at issuance).
+func (s *Service) isRequester(ctx context.Context, login string, p *Policy) (bool, error) {
+	return s.memberOfAny(ctx, login, p.Requesters)
+}
+
 // IsAuditor reports whether login may read the whole ledger.
 func (s *Service) IsAuditor(ctx context.Context, login string) (bool, error) {
 	return s.memberOfAny(ctx, login, s.auditors)

@@ -45,7 +45,7 @@ func (s *Service) Authorize(ctx context.Context, login, id string) (ca.Grant, er
 	if err != nil {
 		return ca.Grant{}, err
 	}
-	if ok, err := s.memberOfAny(ctx, login, p.Requesters); err != nil {
+	if ok, err := s.isRequester(ctx, login, p); err != nil {
 		return ca.Grant{}, err
 	} else if !ok {
 		return ca.Grant{}, newErr(ErrForbidden, CodeNotARequester, "%s is no longer a member of %s", login, strings.Join(p.Requesters, ", "))

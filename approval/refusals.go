@@ -177,8 +177,9 @@ func (s *Service) recordRefusal(ctx context.Context, typ, login, requestID strin
 	s.RecordRefusal(ctx, ca.Event{Time: s.now().UTC(), Actor: login, Type: typ, RequestID: requestID, Data: d})
 }
 
-// RecordRefusal records the refusal ev in the ledger, or counts it when an
-// identical one was recorded within RefusalWindow (see there). A refusal
+// RecordRefusal records the refusal ev in the ledger (Store.RecordEvent),
+// or counts it when an identical one was recorded within RefusalWindow
+// (see there). A refusal
 // that cannot be recorded is logged; it stands either way. The write is not
 // cancelled with ctx.
 func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {

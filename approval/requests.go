@@ -34,7 +34,7 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	if err := CheckFreeText("reason", reason, MaxReasonLen); err != nil {
 		return nil, err
 	}
-	ok, err := s.memberOfAny(ctx, login, p.Requesters)
+	ok, err := s.isRequester(ctx, login, p)
 	if err != nil {
 		return nil, err
 	}
