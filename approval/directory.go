@@ -7,12 +7,14 @@ import (
 	"slices"
 )
 
-// Directory resolves bearer tokens to logins and answers team membership.
-// Implementations: StaticDirectory (dev and tests) and GitHub.
+// Directory resolves bearer tokens to logins and answers team membership:
+// the identity provider the service consults for every decision.
+// Implementations: StaticDirectory (dev and tests) and
+// approval/github.Directory.
 type Directory interface {
 	// Authenticate returns the login behind token. Unknown tokens give an
-	// error wrapping ErrUnauthenticated; an unreachable provider one wrapping
-	// ErrUnavailable.
+	// error wrapping ErrUnauthenticated (ca.ErrUnauthenticated); an
+	// unreachable provider one wrapping ErrUnavailable (ca.ErrUnavailable).
 	Authenticate(ctx context.Context, token string) (string, error)
 	// IsMember reports whether login is an active member of team.
 	IsMember(ctx context.Context, login, team string) (bool, error)
@@ -25,7 +27,9 @@ type StaticUser struct {
 }
 
 // StaticDirectory is a fixed directory from configuration. It keeps only
-// hashes of the tokens.
+// hashes of the tokens. It stays in this package, unlike the GitHub
+// provider: it has no dependencies, and the tests and benchmarks of the
+// packages above approval build their fixtures with it.
 type StaticDirectory struct {
 	byHash map[[32]byte]string
 	teams  map[string][]string

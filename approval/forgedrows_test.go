@@ -13,9 +13,10 @@ import (
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
-// The sweepers and List read requests with ListRequests and write them back:
-// a row forged outside the server must not come out of that write bound
-// (clean in audit verify), and one forged row must not stop a sweep.
+// The sweepers read requests with ListRequests and write them back: a row
+// forged outside the server must not come out of that write bound (clean
+// in audit verify), and one forged row must not stop a sweep. List reads
+// the same rows and must leave them as they are.
 func TestSweepersDoNotBindForgedRows(t *testing.T) {
 	for _, sweep := range []string{"ExpirePending", "EndElapsedGrants", "List"} {
 		t.Run(sweep, func(t *testing.T) {
@@ -53,7 +54,14 @@ func TestSweepersDoNotBindForgedRows(t *testing.T) {
 			case "List":
 				_, err = e.svc.List(t.Context(), "alice", approval.ListFilter{Mine: true})
 			}
-			if !errors.Is(err, store.ErrRowMismatch) {
+			if sweep == "List" {
+				// List writes nothing (the sweepers record expiry), so it
+				// has no write to refuse: it must leave the forged row as
+				// it found it, unbound.
+				if err != nil {
+					t.Errorf("List: %v", err)
+				}
+			} else if !errors.Is(err, store.ErrRowMismatch) {
 				t.Errorf("%s: got %v, want ErrRowMismatch", sweep, err)
 			}
 			var ce *store.ChainError

@@ -7,34 +7,13 @@ import (
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
-// Kinds of Notification.
-const (
-	NotifyCreated  = "request.created"
-	NotifyReviewed = "request.reviewed" // APPROVE short of the threshold, REQUEST_CHANGES or COMMENT
-	NotifyApproved = "request.approved" // the review that satisfied the policy
-	NotifyDenied   = "request.denied"
-	NotifyExpired  = "request.expired"
-)
-
 // Notifier hears about request lifecycle changes after they are committed
-// to the ledger, so people can be told where they work. Notify must not
-// block: the service calls it on the decision path. It cannot fail a
-// decision; implementations handle their own errors.
+// to the ledger, so people can be told where they work (approval/notify
+// posts them to a webhook). Notify must not block: the service calls it on
+// the decision path. It cannot fail a decision; implementations handle
+// their own errors.
 type Notifier interface {
-	Notify(ctx context.Context, n Notification)
-}
-
-// Notification is one committed change of a request. It carries no
-// credentials.
-type Notification struct {
-	Kind    string     // one of the Notify* kinds
-	Actor   string     // who caused it: a login, or "jit-ssh" for expiry
-	Request ca.Request // the request as committed (a copy)
-	// Review is the review that caused a reviewed, approved or denied
-	// notification.
-	Review            *ca.Review
-	ApprovalsRequired int      // of the request's host group
-	ApproverTeams     []string // of the request's host group
+	Notify(ctx context.Context, n ca.Notification)
 }
 
 // WithNotifier sends committed request changes to n.
@@ -45,7 +24,7 @@ func (s *Service) notify(ctx context.Context, kind, actor string, r *ca.Request,
 	if s.sink == nil || r == nil {
 		return
 	}
-	n := Notification{Kind: kind, Actor: actor, Request: *r}
+	n := ca.Notification{Kind: kind, Actor: actor, Request: *r, Approvers: TallyReviews(r).Approvers}
 	n.Request.Reviews = slices.Clone(r.Reviews)
 	if rv != nil {
 		c := *rv
@@ -69,12 +48,12 @@ func (s *Service) notifyReview(ctx context.Context, login string, r *ca.Request)
 			break
 		}
 	}
-	kind := NotifyReviewed
+	kind := ca.NotifyReviewed
 	switch {
 	case rv != nil && rv.Event == ca.ReviewDeny:
-		kind = NotifyDenied
+		kind = ca.NotifyDenied
 	case rv != nil && rv.Event == ca.ReviewApprove && r.State == ca.StateApproved:
-		kind = NotifyApproved
+		kind = ca.NotifyApproved
 	}
 	s.notify(ctx, kind, login, r, rv)
 }

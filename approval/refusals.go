@@ -13,16 +13,6 @@ import (
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
-// Event types of refused decisions. Their data holds the refusal's code
-// and reason and what was attempted.
-const (
-	// EventRequestRefused: a request could not be filed, edited or
-	// cancelled (data "action": create, edit or cancel).
-	EventRequestRefused = "request.refused"
-	// EventReviewRefused: a review was not accepted (data "event").
-	EventReviewRefused = "review.refused"
-)
-
 // RefusalWindow is how long identical refusals are counted rather than
 // recorded one by one. The first of a kind is recorded at once; the
 // identical ones (same actor, type, request, serial, code and kind of
@@ -54,12 +44,6 @@ const (
 	maxRefusalSamples      = 5
 	maxRefusalSampleFields = 8
 )
-
-// eventRecorder is the optional part of a Store that appends an event of
-// its own, outside any request change (store.DB has it).
-type eventRecorder interface {
-	RecordEvent(ctx context.Context, ev ca.Event) error
-}
 
 // refusalCounter holds the open windows of identical refusals, by key, and
 // how many each actor holds.
@@ -193,22 +177,19 @@ func (s *Service) recordRefusal(ctx context.Context, typ, login, requestID strin
 	s.RecordRefusal(ctx, ca.Event{Time: s.now().UTC(), Actor: login, Type: typ, RequestID: requestID, Data: d})
 }
 
-// RecordRefusal records the refusal ev in the ledger, or counts it when an
-// identical one was recorded within RefusalWindow (see there). A refusal
+// RecordRefusal records the refusal ev in the ledger (Store.RecordEvent),
+// or counts it when an identical one was recorded within RefusalWindow
+// (see there). A refusal
 // that cannot be recorded is logged; it stands either way. The write is not
 // cancelled with ctx.
 func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {
-	rec, ok := s.store.(eventRecorder)
-	if !ok {
-		return
-	}
 	ctx = context.WithoutCancel(ctx)
 	if ev.Time.IsZero() {
 		ev.Time = s.now().UTC()
 	}
 	key, ok := refusalKey(ev)
 	if !ok {
-		s.writeRefusal(ctx, rec, ev, 1)
+		s.writeRefusal(ctx, ev, 1)
 		return
 	}
 	now := s.now()
@@ -236,9 +217,9 @@ func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {
 	}
 	c.mu.Unlock()
 	if closed != nil {
-		s.writeCounted(ctx, rec, closed)
+		s.writeCounted(ctx, closed)
 	}
-	if !s.writeRefusal(ctx, rec, ev, 1) && opened != nil {
+	if !s.writeRefusal(ctx, ev, 1) && opened != nil {
 		// Not recorded: the window's count stands for it instead.
 		c.mu.Lock()
 		opened.count(ev.Time, nil)
@@ -251,10 +232,6 @@ func (s *Service) RecordRefusal(ctx context.Context, ev ca.Event) {
 // A count that cannot be recorded is kept for the next flush. The server
 // calls it periodically.
 func (s *Service) FlushRefusals(ctx context.Context, all bool) {
-	rec, ok := s.store.(eventRecorder)
-	if !ok {
-		return
-	}
 	now := s.now()
 	var closed []*countedRefusal
 	c := &s.refusals
@@ -269,7 +246,7 @@ func (s *Service) FlushRefusals(ctx context.Context, all bool) {
 	}
 	c.mu.Unlock()
 	for _, w := range closed {
-		s.writeCounted(context.WithoutCancel(ctx), rec, w)
+		s.writeCounted(context.WithoutCancel(ctx), w)
 	}
 }
 
@@ -277,7 +254,7 @@ func (s *Service) FlushRefusals(ctx context.Context, all bool) {
 // the ledger refuses the write, the count goes back for the next flush:
 // into the window of its kind opened since, or as its own closed window
 // (within the caps; past them it is only logged).
-func (s *Service) writeCounted(ctx context.Context, rec eventRecorder, w *countedRefusal) {
+func (s *Service) writeCounted(ctx context.Context, w *countedRefusal) {
 	ev := w.ev
 	ev.Time = s.now().UTC()
 	ev.Data = maps.Clone(w.ev.Data)
@@ -288,7 +265,7 @@ func (s *Service) writeCounted(ctx context.Context, rec eventRecorder, w *counte
 	if len(w.samples) > 0 {
 		ev.Data["samples"] = maps.Clone(w.samples)
 	}
-	if s.writeRefusal(ctx, rec, ev, w.n) {
+	if s.writeRefusal(ctx, ev, w.n) {
 		return
 	}
 	c := &s.refusals
@@ -306,8 +283,8 @@ func (s *Service) writeCounted(ctx context.Context, rec eventRecorder, w *counte
 
 // writeRefusal appends ev, standing for n refusals, and reports whether it
 // was recorded; a failure is logged with the count.
-func (s *Service) writeRefusal(ctx context.Context, rec eventRecorder, ev ca.Event, n int) bool {
-	if err := rec.RecordEvent(ctx, ev); err != nil {
+func (s *Service) writeRefusal(ctx context.Context, ev ca.Event, n int) bool {
+	if err := s.store.RecordEvent(ctx, ev); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "recording a refusal failed", slog.String("type", ev.Type),
 			slog.String("actor", ev.Actor), slog.Any("code", ev.Data["code"]), slog.Int("count", n), slog.String("error", err.Error()))
 		return false

@@ -91,7 +91,7 @@ func TestIdenticalRefusalsAreCounted(t *testing.T) {
 		t.Fatalf("%d refusal events after the window closed, want 4: %+v", len(got), got)
 	}
 	c := got[3]
-	if c.Type != approval.EventReviewRefused || c.Actor != "sam" || c.RequestID != r.ID || c.Data["code"] != "self_review" ||
+	if c.Type != ca.EventReviewRefused || c.Actor != "sam" || c.RequestID != r.ID || c.Data["code"] != "self_review" ||
 		c.Data["event"] != ca.ReviewApprove || c.Data["reason"] != got[0].Data["reason"] || countOf(t, c) != 99 {
 		t.Errorf("counted event = %s by %s on %s, data %v; want the self-approval by sam, count 99", c.Type, c.Actor, c.RequestID, c.Data)
 	}
@@ -216,7 +216,7 @@ func TestOneActorCannotStopCountingForOthers(t *testing.T) {
 	rec := &floodRecorder{DB: e.db, actor: "mallory"}
 	svc := approval.NewService(rec, staticDirectory(), testPolicies(), []string{"security"}, approval.WithClock(e.clk.now))
 	for i := range 10001 {
-		svc.RecordRefusal(ctx, ca.Event{Actor: "mallory", Type: approval.EventRequestRefused,
+		svc.RecordRefusal(ctx, ca.Event{Actor: "mallory", Type: ca.EventRequestRefused,
 			Data: map[string]any{"code": "not_requester", "action": "create", "host_group": fmt.Sprintf("g%d", i)}})
 	}
 	r := e.create(t, "sam", "prod-db", time.Hour)

@@ -1,7 +1,11 @@
 package approval
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jit-ssh/jit-ssh/ca"
 )
@@ -50,7 +54,125 @@ func TallyReviews(r *ca.Request) Tally {
 // approvals.
 func (t Tally) Satisfied(n int) bool { return len(t.Blockers) == 0 && len(t.Approvers) >= n }
 
-// onlyMembers keeps the approvers for whom keep returns true.
-func onlyMembers(approvers []string, keep func(string) bool) []string {
-	return slices.DeleteFunc(slices.Clone(approvers), func(a string) bool { return !keep(a) })
+// validApprovals is the one rule for the approvals that still count: the
+// tally's approvers who are approvers of p now (isApprover), in approval
+// order. Review applies it when deciding whether a request is approved,
+// Authorize again at every issuance, so an approver who left the approver
+// teams stops counting at once. Provider failures fail closed.
+func (s *Service) validApprovals(ctx context.Context, p *Policy, t Tally) ([]string, error) {
+	valid := slices.Clone(t.Approvers)[:0] // nil stays nil
+	for _, a := range t.Approvers {
+		ok, err := s.isApprover(ctx, a, p)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			valid = append(valid, a)
+		}
+	}
+	return valid, nil
+}
+
+// Review records a review by login. APPROVE, REQUEST_CHANGES and DENY need
+// membership of an approver team of the group and a pending request, and are
+// never accepted from the requester. The request is approved as soon as the
+// tally is satisfied; DENY is final.
+func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ *ca.Request, err error) {
+	defer func() { s.recordRefusal(ctx, ca.EventReviewRefused, login, id, map[string]any{"event": event}, err) }()
+	switch event {
+	case ca.ReviewApprove, ca.ReviewRequestChanges, ca.ReviewComment, ca.ReviewDeny:
+	default:
+		return nil, newErr(ErrInvalid, CodeInvalidReviewEvent, "review event %q must be APPROVE, REQUEST_CHANGES, COMMENT or DENY", event)
+	}
+	if err := CheckFreeText("body", body, MaxBodyLen); err != nil {
+		return nil, err
+	}
+	if (event == ca.ReviewComment || event == ca.ReviewRequestChanges || event == ca.ReviewDeny) && strings.TrimSpace(body) == "" {
+		return nil, newErr(ErrInvalid, CodeBodyRequired, "a %s review needs a body (-m) saying why", event)
+	}
+	if err := s.checkReviewer(ctx, login, id); err != nil {
+		return nil, err
+	}
+	r, err := s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
+		p, err := s.policy(cur.HostGroup)
+		if err != nil {
+			return err
+		}
+		isApprover, err := s.isApprover(ctx, login, p)
+		if err != nil {
+			return err
+		}
+		if event != ca.ReviewComment {
+			if !isApprover {
+				return newErr(ErrForbidden, CodeNotAnApprover, "%s may not review %s: not a member of %s", login, cur.HostGroup, strings.Join(p.Approvers, ", "))
+			}
+			if login == cur.Requester {
+				return newErr(ErrForbidden, CodeSelfReview, "you cannot review your own request; ask a member of %s", strings.Join(p.Approvers, ", "))
+			}
+			if cur.State != ca.StatePending {
+				return newErr(ErrConflict, CodeRequestNotPending, "request %s is %s; only pending requests can be reviewed", cur.ID, cur.State)
+			}
+		} else if !isApprover && login != cur.Requester {
+			return newErr(ErrForbidden, CodeNotAnApprover, "only the requester and approvers of %s may comment", cur.HostGroup)
+		}
+		now := next.UpdatedAt
+		rv := ca.Review{RequestID: cur.ID, Reviewer: login, Event: event, Body: body, CreatedAt: now}
+		ch.Review = &rv
+		ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventReview, RequestID: cur.ID,
+			Data: map[string]any{"event": event, "body": body}})
+		tally := TallyReviews(&ca.Request{Requester: cur.Requester, Reviews: append(slices.Clone(cur.Reviews), rv)})
+		// An approval counts only while its author is still an approver,
+		// the same rule Authorize applies at issuance.
+		if tally.Approvers, err = s.validApprovals(ctx, p, tally); err != nil {
+			return err
+		}
+		switch {
+		case event == ca.ReviewDeny:
+			next.State = ca.StateDenied
+			ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventRequestDenied, RequestID: cur.ID,
+				Data: map[string]any{"body": body}})
+		case cur.State == ca.StatePending && tally.Satisfied(max(p.ApprovalsRequired, 1)):
+			next.State, next.ApprovedAt = ca.StateApproved, now
+			ch.Events = append(ch.Events, grantStarted(next, tally.Approvers, fmt.Sprintf("%d of %d approvals", len(tally.Approvers), p.ApprovalsRequired)))
+		}
+		return nil
+	})
+	if err == nil {
+		s.notifyReview(ctx, login, r)
+	}
+	return r, err
+}
+
+// checkReviewer refuses, with 403 and the reason, a review by someone who
+// is neither the requester nor an approver of the request's group. Such
+// callers cannot read the request (Get says "not found"), but a review
+// names a request ID they were shown (for example in a notification), so
+// they are told why their review does not count. Request IDs are random,
+// so this reveals nothing guessable.
+func (s *Service) checkReviewer(ctx context.Context, login, id string) error {
+	if ca.CheckRequestID(id) != nil {
+		return newErr(ErrInvalid, CodeInvalidRequestID, "%q is not a request ID", id)
+	}
+	r, err := s.store.GetRequest(ctx, id)
+	if errors.Is(err, ca.ErrNotFound) {
+		return newErr(ErrNotFound, CodeRequestNotFound, "no request %s", id)
+	}
+	if err != nil {
+		return err
+	}
+	if r.Requester == login {
+		return nil
+	}
+	p, err := s.policy(r.HostGroup)
+	if err != nil {
+		return err
+	}
+	ok, err := s.isApprover(ctx, login, p)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return newErr(ErrForbidden, CodeNotAnApprover, "%s may not review %s requests: not a member of %s", login, r.HostGroup, strings.Join(p.Approvers, ", "))
+	}
+	return nil
 }

@@ -578,7 +578,8 @@ func TestList(t *testing.T) {
 	}
 
 	// Once the pending requests expire, they leave the reviewable queue and
-	// are recorded as expired.
+	// are listed as expired; listing writes nothing, the sweeper records
+	// the expiry.
 	e.clk.advance(pendingTTL)
 	got, err := e.svc.List(t.Context(), "bob", approval.ListFilter{Reviewable: true})
 	if err != nil {
@@ -587,12 +588,30 @@ func TestList(t *testing.T) {
 	if len(got) != 0 {
 		t.Errorf("reviewable after the pending TTL: %d requests, want 0", len(got))
 	}
+	mine, err := e.svc.List(t.Context(), "alice", approval.ListFilter{Mine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range mine {
+		if r.ID == alicePending.ID && r.State != ca.StateExpired {
+			t.Errorf("listed state after the pending TTL = %s, want expired", r.State)
+		}
+	}
 	stored, err := e.db.GetRequest(t.Context(), alicePending.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if stored.State != ca.StatePending {
+		t.Errorf("stored state after listing = %s, want pending: a read does not write", stored.State)
+	}
+	if err := e.svc.ExpirePending(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err = e.db.GetRequest(t.Context(), alicePending.ID); err != nil {
+		t.Fatal(err)
+	}
 	if stored.State != ca.StateExpired {
-		t.Errorf("stored state after listing = %s, want expired", stored.State)
+		t.Errorf("stored state after the sweep = %s, want expired", stored.State)
 	}
 	verifyLedger(t, e.db)
 }
@@ -790,4 +809,78 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadsDoNotWrite: Get, List and Wait show a due expiry or grant end
+// as the sweeper's write would leave it, but commit nothing; the sweepers
+// record it, with the version the reads showed.
+func TestReadsDoNotWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	pending := e.create(t, "alice", "prod-db", time.Hour)
+	grant := e.create(t, "alice", "staging", 10*time.Minute) // auto-approved
+	countEvents := func() int {
+		n := 0
+		if err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(*ca.Event) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := countEvents()
+	e.clk.advance(pendingTTL)
+
+	got, err := e.svc.Get(t.Context(), "alice", pending.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != ca.StateExpired || got.Version != pending.Version+1 || !got.UpdatedAt.Equal(e.clk.now()) {
+		t.Errorf("Get of an overdue request = %s v%d updated %s, want expired v%d updated %s", got.State, got.Version, got.UpdatedAt, pending.Version+1, e.clk.now())
+	}
+	ended, err := e.svc.Get(t.Context(), "alice", grant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := grant.ApprovedAt.Add(grant.Duration); !ended.EndedAt.Equal(end) || ended.Version != grant.Version+1 {
+		t.Errorf("Get of an elapsed grant = ended %s v%d, want ended %s v%d", ended.EndedAt, ended.Version, end, grant.Version+1)
+	}
+	if _, err := e.svc.List(t.Context(), "alice", approval.ListFilter{Mine: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A waiter holding the stored version is answered at once.
+	waited, err := e.svc.Wait(t.Context(), "alice", pending.ID, pending.Version, 30*time.Second)
+	if err != nil || waited.State != ca.StateExpired {
+		t.Errorf("Wait on an overdue request = %v, %v; want it expired at once", waited, err)
+	}
+	if n := countEvents(); n != before {
+		t.Errorf("reads wrote %d events, want none", n-before)
+	}
+	for _, id := range []string{pending.ID, grant.ID} {
+		stored, err := e.db.GetRequest(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Version != 1 || stored.State == ca.StateExpired || !stored.EndedAt.IsZero() {
+			t.Errorf("%s was changed by a read: %s v%d ended %s", id, stored.State, stored.Version, stored.EndedAt)
+		}
+	}
+
+	if err := e.svc.ExpirePending(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.EndElapsedGrants(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEvents(); n != before+2 {
+		t.Errorf("the sweepers wrote %d events, want 2 (an expiry and a grant end)", n-before)
+	}
+	for _, want := range []*ca.Request{got, ended} {
+		stored, err := e.db.GetRequest(t.Context(), want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.State != want.State || stored.Version != want.Version || !stored.EndedAt.Equal(want.EndedAt) {
+			t.Errorf("%s after the sweep = %s v%d ended %s; the read showed %s v%d ended %s",
+				want.ID, stored.State, stored.Version, stored.EndedAt, want.State, want.Version, want.EndedAt)
+		}
+	}
+	verifyLedger(t, e.db)
 }

@@ -31,3 +31,14 @@ var (
 	// ErrConflict: the record changed since it was read.
 	ErrConflict = errors.New("ca: record changed concurrently")
 )
+
+// Errors an identity provider returns (approval.Directory's
+// implementations), so that the providers need only this package and the
+// service can tell a refused token from an unreachable provider.
+var (
+	// ErrUnauthenticated: the provider does not accept the token.
+	ErrUnauthenticated = errors.New("ca: unauthenticated")
+	// ErrUnavailable: the provider could not answer; nothing may be
+	// decided from its silence.
+	ErrUnavailable = errors.New("ca: dependency unavailable")
+)

@@ -57,9 +57,31 @@ func (r *Request) GrantEnds() time.Time {
 	return end
 }
 
-// OpenAt reports whether the request is an open grant at t.
-func (r *Request) OpenAt(t time.Time) bool {
-	return r.State == StateApproved && t.Before(r.GrantEnds())
+// OpenAt reports whether the request is an open grant at t: see
+// GrantOpen, the one rule.
+func (r *Request) OpenAt(t time.Time) bool { return GrantOpen(r.State, r.GrantEnds(), t) }
+
+// GrantOpen is the one rule for "the grant is open at t": the request is
+// approved and t is before its grant's end (GrantEnds). It takes the state
+// and the end rather than a Request so that the API's view of a request,
+// which carries only those, is judged by the same rule.
+//
+// SQL mirror: store/requests.go, ListRequests with
+// RequestFilter.GrantElapsedBy selects the complement among approved rows
+// whose end is not yet recorded ("approved_at + duration_ns <= ?").
+func GrantOpen(state string, ends, t time.Time) bool {
+	return state == StateApproved && t.Before(ends)
+}
+
+// GrantElapsedAt reports whether r's grant ran out by t without its end
+// being recorded yet: approved, no early or recorded end (EndedAt), and no
+// longer open. The sweeper records such ends (a grant.ended event).
+//
+// SQL mirror: store/requests.go, ListRequests with
+// RequestFilter.GrantElapsedBy ("state = approved AND ended_at IS NULL AND
+// approved_at IS NOT NULL AND approved_at + duration_ns <= ?").
+func (r *Request) GrantElapsedAt(t time.Time) bool {
+	return r.State == StateApproved && r.EndedAt.IsZero() && !r.GrantEnds().IsZero() && !r.OpenAt(t)
 }
 
 // Review is one review of a request.
@@ -140,6 +162,14 @@ const (
 	EventIssueRefused     = "certificate.refused"
 	EventRevoked          = "certificate.revoked"
 	EventConfigLoaded     = "config.loaded"
+
+	// EventRequestRefused: a request could not be filed, edited or
+	// cancelled (data "action": create, edit or cancel; "code" and
+	// "reason" say why).
+	EventRequestRefused = "request.refused"
+	// EventReviewRefused: a review was not accepted (data "event", "code"
+	// and "reason").
+	EventReviewRefused = "review.refused"
 )
 
 // RequestChange is one atomic change to a request: the request's new state,

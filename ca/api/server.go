@@ -238,7 +238,7 @@ func classify(err error) (int, string, string) {
 	case errors.Is(err, ca.ErrInvalidName):
 		return http.StatusBadRequest, "invalid_name", strings.TrimPrefix(err.Error(), "ca: ")
 	case errors.Is(err, ca.ErrGrantEnded):
-		return http.StatusConflict, "grant_ended", "the grant has ended; request access again"
+		return http.StatusConflict, approval.CodeGrantEnded, "the grant has ended; request access again"
 	case errors.Is(err, ca.ErrSignerMismatch):
 		return http.StatusServiceUnavailable, "signer_mismatch", "the signer returned a certificate that differs from the request; none was issued (check the signer's role configuration): " + err.Error()
 	case errors.Is(err, ca.ErrSignerUnavailable):
@@ -366,7 +366,7 @@ func (s *Server) getHostGroup(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	p := s.svc.Policy(name)
 	if ca.CheckGroup(name) != nil || p == nil {
-		writeError(w, http.StatusNotFound, "unknown_host_group", fmt.Sprintf("unknown host group %q", name))
+		writeError(w, http.StatusNotFound, approval.CodeUnknownHostGroup, fmt.Sprintf("unknown host group %q", name))
 		return
 	}
 	writeJSON(w, http.StatusOK, HostGroup{Name: p.Group, Principals: orEmpty(p.Principals)})

@@ -70,6 +70,13 @@ type Request struct {
 	Reviews            []ca.Review `json:"reviews"`
 }
 
+// OpenAt reports whether the request is an open grant at t, by the one
+// rule for that, ca.GrantOpen, applied to the state and grant end the API
+// shows.
+func (r *Request) OpenAt(t time.Time) bool {
+	return r.GrantEndsAt != nil && ca.GrantOpen(r.State, *r.GrantEndsAt, t)
+}
+
 // Certificate is an issued certificate as the API shows it. Serials are
 // decimal strings: they are 64-bit and would lose precision as JSON numbers.
 type Certificate struct {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/github"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 )
 
@@ -28,7 +29,7 @@ var githubClientID = ""
 // Defaults of 'jit-ssh auth login'.
 const (
 	defaultGitHubURL    = "https://github.com"
-	defaultGitHubAPIURL = approval.DefaultGitHubAPIURL
+	defaultGitHubAPIURL = github.DefaultAPIURL
 	tokenFileName       = "token"
 )
 
@@ -137,7 +138,7 @@ func (o *authLoginOptions) run(ctx context.Context, e *env) error {
 	if tok.AccessToken == "" {
 		return errors.New("GitHub answered without a token; run 'jit-ssh auth login' again")
 	}
-	login, err := approval.GitHubLogin(ctx, o.apiURL, tok.AccessToken, nil)
+	login, err := github.Login(ctx, o.apiURL, tok.AccessToken, nil)
 	if err != nil {
 		return fmt.Errorf("GitHub issued a token but reading your login at %s failed (nothing was stored): %w", o.apiURL, err)
 	}
@@ -314,7 +315,7 @@ Exits 1 when there is no token.`,
 			if err := checkGitHubURL("--api-url", apiURL, defaultGitHubAPIURL); err != nil {
 				return err
 			}
-			login, err := approval.GitHubLogin(cmd.Context(), apiURL, e.token(), nil)
+			login, err := github.Login(cmd.Context(), apiURL, e.token(), nil)
 			if err != nil {
 				if errors.Is(err, approval.ErrUnauthenticated) {
 					return &deniedError{fmt.Errorf("GitHub at %s does not accept this token (%w); run 'jit-ssh auth login'", apiURL, err)}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/github"
 	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 )
 
@@ -16,5 +17,5 @@ func newGitHubDirectory(cfg *config.Server, getenv func(string) string) (approva
 	if err != nil {
 		return nil, err
 	}
-	return approval.NewGitHub(g.APIURL, g.Org, token, approval.WithGitHubCacheTTL(time.Duration(g.CacheTTL)))
+	return github.New(g.APIURL, g.Org, token, github.WithCacheTTL(time.Duration(g.CacheTTL)))
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 )
@@ -132,7 +133,7 @@ func grantRefused(err error) bool {
 		return false
 	}
 	switch ae.Code {
-	case "grant_ended", "request_not_approved", "not_requester", "request_not_found", "invalid_request_id":
+	case approval.CodeGrantEnded, approval.CodeRequestNotApproved, approval.CodeNotRequester, approval.CodeRequestNotFound, approval.CodeInvalidRequestID:
 		return true
 	}
 	return false

@@ -117,7 +117,7 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c *api.Client) 
 		if r.HostGroup != o.group {
 			continue
 		}
-		if r.State == "approved" && r.GrantEndsAt != nil && r.GrantEndsAt.After(now.Add(grantMargin)) {
+		if r.OpenAt(now.Add(grantMargin)) {
 			fmt.Fprintf(e.stderr, "Using your open grant %s for %s (ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, now))
 			o.noteUnused(e, r.ID, r.State)
 			return r, nil

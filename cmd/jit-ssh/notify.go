@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/notify"
 	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 )
 
@@ -18,9 +19,9 @@ func newNotifier(cfg *config.Server, log *slog.Logger) (approval.Notifier, func(
 	}
 	timeout := time.Duration(n.Timeout)
 	if timeout == 0 {
-		timeout = approval.DefaultWebhookTimeout
+		timeout = notify.DefaultTimeout
 	}
-	w, err := approval.NewWebhook(n.WebhookURL, approval.WithWebhookTimeout(timeout), approval.WithWebhookLogger(log))
+	w, err := notify.NewWebhook(n.WebhookURL, notify.WithTimeout(timeout), notify.WithLogger(log))
 	if err != nil { // validated at load
 		log.Error("notify.webhook_url unusable; notifications are off", slog.String("error", err.Error()))
 		return nil, func() {}

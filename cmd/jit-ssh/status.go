@@ -52,7 +52,7 @@ func runStatus(ctx context.Context, e *env) error {
 	}
 	for _, r := range mine {
 		switch {
-		case r.State == "approved" && r.GrantEndsAt != nil && r.GrantEndsAt.After(now):
+		case r.OpenAt(now):
 			v.Grants = append(v.Grants, r)
 		case r.State == "pending":
 			v.Pending = append(v.Pending, r)
@@ -164,7 +164,7 @@ func (o *logoutOptions) run(ctx context.Context, e *env, group string) error {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, r := range mine {
-		if (group != "" && r.HostGroup != group) || r.GrantEndsAt == nil || !r.GrantEndsAt.After(time.Now()) {
+		if (group != "" && r.HostGroup != group) || !r.OpenAt(time.Now()) {
 			continue
 		}
 		if _, err := c.CancelRequest(ctx, r.ID); err != nil {

@@ -82,7 +82,7 @@ type GitHub struct {
 	APIURL   string   `yaml:"api_url"`
 	Org      string   `yaml:"org"`
 	TokenEnv string   `yaml:"token_env"`
-	CacheTTL Duration `yaml:"cache_ttl"` // 0 written out turns caching off; unset means approval.DefaultGitHubCacheTTL
+	CacheTTL Duration `yaml:"cache_ttl"` // 0 written out turns caching off; unset means github.DefaultCacheTTL
 
 	cacheTTLSet bool // cache_ttl was present in the file
 }
@@ -91,7 +91,7 @@ type GitHub struct {
 // told when a request is created, reviewed, approved, denied or expires.
 type Notify struct {
 	WebhookURL string   `yaml:"webhook_url"` // https, or http to loopback; empty = off
-	Timeout    Duration `yaml:"timeout"`     // per post; default approval.DefaultWebhookTimeout
+	Timeout    Duration `yaml:"timeout"`     // per post; default notify.DefaultTimeout
 }
 
 // Limits is the per-identity rate limiting of the calls that write to the

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/github"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/ca/vault"
 )
@@ -43,13 +44,13 @@ func (c *Server) applyDefaults() {
 	if c.Identity.Type == "github" && c.Identity.GitHub != nil {
 		g := c.Identity.GitHub
 		if g.APIURL == "" {
-			g.APIURL = approval.DefaultGitHubAPIURL
+			g.APIURL = github.DefaultAPIURL
 		}
 		if g.TokenEnv == "" {
 			g.TokenEnv = DefaultGitHubTokenEnv
 		}
 		if g.CacheTTL == 0 && !g.cacheTTLSet {
-			g.CacheTTL = Duration(approval.DefaultGitHubCacheTTL)
+			g.CacheTTL = Duration(github.DefaultCacheTTL)
 		}
 	}
 	d := api.DefaultLimits()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/notify"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 )
@@ -342,7 +343,7 @@ func (n Notify) validate() []string {
 		}
 	}
 	if n.Timeout < 0 || time.Duration(n.Timeout) > maxNotifyTimeout {
-		p = append(p, "notify.timeout: must be between 0 (default "+approval.DefaultWebhookTimeout.String()+") and "+maxNotifyTimeout.String())
+		p = append(p, "notify.timeout: must be between 0 (default "+notify.DefaultTimeout.String()+") and "+maxNotifyTimeout.String())
 	}
 	return p
 }

@@ -1,13 +1,15 @@
-package approval_test
+package github_test
 
 import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/github"
+	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/test/ghstub"
 )
 
@@ -31,9 +33,9 @@ func ghFixture(t *testing.T) *ghstub.Server {
 	return gh
 }
 
-func newGH(t *testing.T, gh *ghstub.Server, opts ...approval.GitHubOption) *approval.GitHub {
+func newGH(t *testing.T, gh *ghstub.Server, opts ...github.Option) *github.Directory {
 	t.Helper()
-	d, err := approval.NewGitHub(gh.URL, ghOrg, ghServerToken, opts...)
+	d, err := github.New(gh.URL, ghOrg, ghServerToken, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +51,8 @@ func TestGitHubAuthenticate(t *testing.T) {
 	}{
 		{"known token", "gho_alice", "alice", nil},
 		{"another user", "gho_bob", "bob", nil},
-		{"unknown token", "gho_nobody", "", approval.ErrUnauthenticated},
-		{"revoked-looking garbage", "not a token", "", approval.ErrUnauthenticated},
+		{"unknown token", "gho_nobody", "", ca.ErrUnauthenticated},
+		{"revoked-looking garbage", "not a token", "", ca.ErrUnauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +126,7 @@ func TestGitHubIsMember(t *testing.T) {
 func TestGitHubCacheExpires(t *testing.T) {
 	gh := ghFixture(t)
 	clock := &testClock{t: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)}
-	d := newGH(t, gh, approval.WithGitHubClock(clock.now), approval.WithGitHubCacheTTL(30*time.Second))
+	d := newGH(t, gh, github.WithClock(clock.now), github.WithCacheTTL(30*time.Second))
 	ctx := context.Background()
 
 	mustMember := func(want bool, wantCalls int) {
@@ -157,15 +159,15 @@ func TestGitHubCacheExpires(t *testing.T) {
 	mustLogin(nil, 1)
 	clock.advance(time.Second)
 	mustMember(false, 2) // the TTL has passed: asked again
-	mustLogin(approval.ErrUnauthenticated, 2)
+	mustLogin(ca.ErrUnauthenticated, 2)
 	clock.advance(10 * time.Second)
 	mustMember(false, 2) // the negative answers are cached too
-	mustLogin(approval.ErrUnauthenticated, 2)
+	mustLogin(ca.ErrUnauthenticated, 2)
 }
 
 func TestGitHubNoCache(t *testing.T) {
 	gh := ghFixture(t)
-	d := newGH(t, gh, approval.WithGitHubCacheTTL(0))
+	d := newGH(t, gh, github.WithCacheTTL(0))
 	for i := range 3 {
 		if ok, err := d.IsMember(context.Background(), "alice", "backend"); err != nil || !ok {
 			t.Fatalf("IsMember = %v, %v", ok, err)
@@ -203,20 +205,20 @@ func TestGitHubFailsClosed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			gh := ghFixture(t)
 			gh.SetRateLimitReset(tt.reset)
-			d := newGH(t, gh, approval.WithGitHubTimeout(300*time.Millisecond))
+			d := newGH(t, gh, github.WithTimeout(300*time.Millisecond))
 			ctx := context.Background()
 			gh.Fail(tt.mode)
 
 			start := time.Now()
 			login, err := d.Authenticate(ctx, "gho_alice")
-			if !errors.Is(err, approval.ErrUnavailable) || login != "" || !strings.Contains(err.Error(), tt.wantMsg) {
+			if !errors.Is(err, ca.ErrUnavailable) || login != "" || !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("Authenticate while GitHub fails = %q, %v; want ErrUnavailable saying %q", login, err, tt.wantMsg)
 			}
-			if errors.Is(err, approval.ErrUnauthenticated) {
+			if errors.Is(err, ca.ErrUnauthenticated) {
 				t.Errorf("a GitHub outage was reported as a bad token: %v", err)
 			}
 			ok, err := d.IsMember(ctx, "alice", "backend")
-			if !errors.Is(err, approval.ErrUnavailable) || ok || !strings.Contains(err.Error(), tt.wantMsg) {
+			if !errors.Is(err, ca.ErrUnavailable) || ok || !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("IsMember while GitHub fails = %v, %v; want false, ErrUnavailable saying %q", ok, err, tt.wantMsg)
 			}
 			if d := time.Since(start); d > 5*time.Second {
@@ -231,7 +233,7 @@ func TestGitHubFailsClosed(t *testing.T) {
 			ok, err = d.IsMember(ctx, "alice", "backend")
 			switch {
 			case tt.memberHeld:
-				if !errors.Is(err, approval.ErrUnavailable) || gh.Count(ghstub.EndpointMembership) != before {
+				if !errors.Is(err, ca.ErrUnavailable) || gh.Count(ghstub.EndpointMembership) != before {
 					t.Errorf("IsMember within Retry-After = %v, %v (GitHub asked: %v); want refused without asking",
 						ok, err, gh.Count(ghstub.EndpointMembership) != before)
 				}
@@ -251,7 +253,7 @@ func TestGitHubHonoursRateLimitReset(t *testing.T) {
 	gh.Fail(ghstub.FailRateLimit)
 	_, err := d.IsMember(context.Background(), "alice", "backend")
 	reset := time.Now().Add(time.Hour).UTC()
-	if !errors.Is(err, approval.ErrUnavailable) {
+	if !errors.Is(err, ca.ErrUnavailable) {
 		t.Fatalf("IsMember = %v, want ErrUnavailable", err)
 	}
 	want := "github: rate limited until " + reset.Format("15:04")
@@ -259,7 +261,7 @@ func TestGitHubHonoursRateLimitReset(t *testing.T) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 	gh.Fail(ghstub.FailNone)
-	if _, err := d.IsMember(context.Background(), "bob", "sre-leads"); !errors.Is(err, approval.ErrUnavailable) {
+	if _, err := d.IsMember(context.Background(), "bob", "sre-leads"); !errors.Is(err, ca.ErrUnavailable) {
 		t.Errorf("IsMember before the reset = %v, want ErrUnavailable", err)
 	}
 	if n := gh.Count(ghstub.EndpointMembership); n != 1 {
@@ -269,12 +271,12 @@ func TestGitHubHonoursRateLimitReset(t *testing.T) {
 
 func TestGitHubServerTokenRejected(t *testing.T) {
 	gh := ghFixture(t)
-	d, err := approval.NewGitHub(gh.URL, ghOrg, "ghs_wrong")
+	d, err := github.New(gh.URL, ghOrg, "ghs_wrong")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = d.IsMember(context.Background(), "alice", "backend")
-	if !errors.Is(err, approval.ErrUnavailable) || errors.Is(err, approval.ErrUnauthenticated) {
+	if !errors.Is(err, ca.ErrUnavailable) || errors.Is(err, ca.ErrUnauthenticated) {
 		t.Fatalf("IsMember with a bad server token = %v; want ErrUnavailable (jit-ssh's problem, not the caller's)", err)
 	}
 	if !strings.Contains(err.Error(), "server token") {
@@ -286,14 +288,14 @@ func TestGitHubUnreachable(t *testing.T) {
 	gh := ghFixture(t)
 	url := gh.URL
 	gh.Close()
-	d, err := approval.NewGitHub(url, ghOrg, ghServerToken)
+	d, err := github.New(url, ghOrg, ghServerToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Authenticate(context.Background(), "gho_alice"); !errors.Is(err, approval.ErrUnavailable) || !strings.Contains(err.Error(), "github: unreachable") {
+	if _, err := d.Authenticate(context.Background(), "gho_alice"); !errors.Is(err, ca.ErrUnavailable) || !strings.Contains(err.Error(), "github: unreachable") {
 		t.Errorf("Authenticate with GitHub down = %v; want ErrUnavailable saying github: unreachable", err)
 	}
-	if _, err := d.IsMember(context.Background(), "alice", "backend"); !errors.Is(err, approval.ErrUnavailable) {
+	if _, err := d.IsMember(context.Background(), "alice", "backend"); !errors.Is(err, ca.ErrUnavailable) {
 		t.Errorf("IsMember with GitHub down = %v; want ErrUnavailable", err)
 	}
 }
@@ -314,7 +316,7 @@ func TestGitHubErrorsNeverCarryTokens(t *testing.T) {
 	}
 }
 
-func TestNewGitHubRefuses(t *testing.T) {
+func TestNewRefuses(t *testing.T) {
 	tests := []struct{ name, api, org, token string }{
 		{"no org", "https://ghe.example.com/", "", "t"},
 		{"org with a slash", "https://ghe.example.com/", "acme/x", "t"},
@@ -322,70 +324,26 @@ func TestNewGitHubRefuses(t *testing.T) {
 		{"not a URL", "ftp://x", "acme", "t"},
 	}
 	for _, tt := range tests {
-		if _, err := approval.NewGitHub(tt.api, tt.org, tt.token); err == nil {
-			t.Errorf("%s: NewGitHub(%q, %q) succeeded", tt.name, tt.api, tt.org)
+		if _, err := github.New(tt.api, tt.org, tt.token); err == nil {
+			t.Errorf("%s: New(%q, %q) succeeded", tt.name, tt.api, tt.org)
 		}
 	}
 }
 
-// TestServiceFailsClosedOnGitHub: through the policy decision point, a
-// GitHub outage is a 503-kind error that names GitHub.
-func TestServiceFailsClosedOnGitHub(t *testing.T) {
-	gh := ghFixture(t)
-	d := newGH(t, gh, approval.WithGitHubCacheTTL(0))
-	svc := approval.NewService(nil, d, nil, []string{"security"})
-	gh.Fail(ghstub.Fail500)
-	_, err := svc.Authenticate(context.Background(), "gho_alice")
-	var ae *approval.Error
-	if !errors.As(err, &ae) || !errors.Is(ae.Kind, approval.ErrUnavailable) || !strings.Contains(ae.Message, "github") {
-		t.Fatalf("Service.Authenticate with GitHub failing = %v; want an unavailable error naming github", err)
-	}
-	gh.Fail(ghstub.FailNone)
-	if _, err := svc.IsAuditor(context.Background(), "alice"); err != nil {
-		t.Fatalf("IsAuditor after recovery: %v", err)
-	}
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
 }
 
-// TestAuthenticateRefusesSystemActor: no identity, from GitHub or a static
-// directory, may take the login of the server's own events (finding 9 of
-// issue 13): its actions would read as the server's and it would see the
-// server's events as its own. Other logins are unaffected.
-func TestAuthenticateRefusesSystemActor(t *testing.T) {
-	gh := ghFixture(t)
-	gh.AddUser("jit-ssh", "gho_system")
-	gh.AddUser("JIT-SSH", "gho_system_caps")
-	static := approval.NewStaticDirectory(map[string]approval.StaticUser{
-		"alice":   {Token: "tok-alice"},
-		"jit-ssh": {Token: "tok-system"},
-		"Jit-Ssh": {Token: "tok-system-caps"},
-	})
-	tests := []struct {
-		name     string
-		dir      approval.Directory
-		token    string
-		reserved bool
-	}{
-		{"github jit-ssh", newGH(t, gh), "gho_system", true},
-		{"github JIT-SSH", newGH(t, gh), "gho_system_caps", true},
-		{"github alice", newGH(t, gh), "gho_alice", false},
-		{"static jit-ssh", static, "tok-system", true},
-		{"static Jit-Ssh", static, "tok-system-caps", true},
-		{"static alice", static, "tok-alice", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			svc := approval.NewService(nil, tt.dir, nil, nil)
-			login, err := svc.Authenticate(t.Context(), tt.token)
-			if !tt.reserved {
-				if err != nil {
-					t.Fatalf("Authenticate: %v", err)
-				}
-				return
-			}
-			var ae *approval.Error
-			if !errors.As(err, &ae) || !errors.Is(err, approval.ErrForbidden) || ae.Code != "reserved_login" || !strings.Contains(ae.Message, "reserved") {
-				t.Fatalf("Authenticate = %q, %v; want a reserved_login refusal", login, err)
-			}
-		})
-	}
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }

@@ -1,4 +1,4 @@
-package approval
+package github
 
 import (
 	"context"
@@ -12,32 +12,35 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-github/v60/github"
+	gogithub "github.com/google/go-github/v60/github"
+
+	"github.com/jit-ssh/jit-ssh/ca"
 )
 
 // Defaults of the GitHub directory.
 const (
-	// DefaultGitHubAPIURL is the API of github.com.
-	DefaultGitHubAPIURL = "https://api.github.com/"
-	// DefaultGitHubCacheTTL is how long answers from GitHub are reused.
-	DefaultGitHubCacheTTL = 30 * time.Second
-	// DefaultGitHubTimeout bounds one call to GitHub.
-	DefaultGitHubTimeout = 5 * time.Second
+	// DefaultAPIURL is the API of github.com.
+	DefaultAPIURL = "https://api.github.com/"
+	// DefaultCacheTTL is how long answers from GitHub are reused.
+	DefaultCacheTTL = 30 * time.Second
+	// DefaultTimeout bounds one call to GitHub.
+	DefaultTimeout = 5 * time.Second
 	// maxCacheEntries bounds each cache, so tokens nobody knows cannot
 	// grow it without limit.
 	maxCacheEntries = 10000
 )
 
-// GitHub is a Directory backed by the GitHub REST API (github.com or GitHub
-// Enterprise Server). Callers are identified with their own token
+// Directory is an identity provider (it implements approval.Directory)
+// backed by the GitHub REST API (github.com or GitHub Enterprise Server).
+// Callers are identified with their own token
 // (GET /user); team membership is read with the server's token
 // (GET /orgs/{org}/teams/{team}/memberships/{user}, state active).
 // Answers, including negative ones, are cached for the cache TTL; errors
 // never are. Every failure to get an answer fails closed with an error
-// wrapping ErrUnavailable.
-type GitHub struct {
-	base    *github.Client // no credentials; copied per caller token
-	server  *github.Client // with the server's token
+// wrapping ca.ErrUnavailable.
+type Directory struct {
+	base    *gogithub.Client // no credentials; copied per caller token
+	server  *gogithub.Client // with the server's token
 	org     string
 	ttl     time.Duration
 	timeout time.Duration
@@ -48,40 +51,38 @@ type GitHub struct {
 	members *ttlCache[memberKey, bool]
 }
 
-var _ Directory = (*GitHub)(nil)
-
 type memberKey struct{ login, team string }
 
-// GitHubOption configures a GitHub directory.
-type GitHubOption func(*GitHub)
+// Option configures a Directory.
+type Option func(*Directory)
 
-// WithGitHubClock sets the clock the caches expire by; nil means time.Now.
-func WithGitHubClock(now func() time.Time) GitHubOption { return func(g *GitHub) { g.now = now } }
+// WithClock sets the clock the caches expire by; nil means time.Now.
+func WithClock(now func() time.Time) Option { return func(g *Directory) { g.now = now } }
 
-// WithGitHubCacheTTL sets how long logins and memberships are reused
-// (default DefaultGitHubCacheTTL); 0 turns caching off.
-func WithGitHubCacheTTL(d time.Duration) GitHubOption { return func(g *GitHub) { g.ttl = d } }
+// WithCacheTTL sets how long logins and memberships are reused
+// (default DefaultCacheTTL); 0 turns caching off.
+func WithCacheTTL(d time.Duration) Option { return func(g *Directory) { g.ttl = d } }
 
-// WithGitHubHTTPClient sets the HTTP client that reaches GitHub; nil means
+// WithHTTPClient sets the HTTP client that reaches GitHub; nil means
 // a plain client with the default transport (which honours HTTPS_PROXY).
-func WithGitHubHTTPClient(c *http.Client) GitHubOption { return func(g *GitHub) { g.hc = c } }
+func WithHTTPClient(c *http.Client) Option { return func(g *Directory) { g.hc = c } }
 
-// WithGitHubTimeout bounds each call to GitHub (default
-// DefaultGitHubTimeout).
-func WithGitHubTimeout(d time.Duration) GitHubOption { return func(g *GitHub) { g.timeout = d } }
+// WithTimeout bounds each call to GitHub (default
+// DefaultTimeout).
+func WithTimeout(d time.Duration) Option { return func(g *Directory) { g.timeout = d } }
 
-// NewGitHub returns a directory for the organisation org, reaching the API
-// at apiURL (DefaultGitHubAPIURL, or a GitHub Enterprise Server URL such as
+// New returns a directory for the organisation org, reaching the API
+// at apiURL (DefaultAPIURL, or a GitHub Enterprise Server URL such as
 // https://ghe.example.com/api/v3/) and reading team membership with
 // serverToken.
-func NewGitHub(apiURL, org, serverToken string, opts ...GitHubOption) (*GitHub, error) {
+func New(apiURL, org, serverToken string, opts ...Option) (*Directory, error) {
 	if org == "" || strings.ContainsAny(org, "/?#% ") {
 		return nil, fmt.Errorf("approval: github organisation %q is not valid", org)
 	}
 	if serverToken == "" {
 		return nil, errors.New("approval: github: the server token is empty")
 	}
-	g := &GitHub{org: org, ttl: DefaultGitHubCacheTTL, timeout: DefaultGitHubTimeout}
+	g := &Directory{org: org, ttl: DefaultCacheTTL, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(g)
 	}
@@ -89,9 +90,9 @@ func NewGitHub(apiURL, org, serverToken string, opts ...GitHubOption) (*GitHub, 
 		g.now = time.Now
 	}
 	if g.timeout <= 0 {
-		g.timeout = DefaultGitHubTimeout
+		g.timeout = DefaultTimeout
 	}
-	base, err := newGitHubClient(apiURL, g.hc)
+	base, err := newClient(apiURL, g.hc)
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +103,11 @@ func NewGitHub(apiURL, org, serverToken string, opts ...GitHubOption) (*GitHub, 
 	return g, nil
 }
 
-// newGitHubClient returns a go-github client for apiURL: the public API for
+// newClient returns a go-github client for apiURL: the public API for
 // api.github.com, enterprise URLs (base + "api/v3/") for anything else.
-func newGitHubClient(apiURL string, hc *http.Client) (*github.Client, error) {
+func newClient(apiURL string, hc *http.Client) (*gogithub.Client, error) {
 	if apiURL == "" {
-		apiURL = DefaultGitHubAPIURL
+		apiURL = DefaultAPIURL
 	}
 	u, err := url.Parse(apiURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -115,7 +116,7 @@ func newGitHubClient(apiURL string, hc *http.Client) (*github.Client, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	c := github.NewClient(hc)
+	c := gogithub.NewClient(hc)
 	c.UserAgent = "jit-ssh"
 	if strings.EqualFold(u.Host, "api.github.com") {
 		return c, nil
@@ -130,12 +131,12 @@ func newGitHubClient(apiURL string, hc *http.Client) (*github.Client, error) {
 // Authenticate resolves the caller's token to a GitHub login with
 // GET /user, asked with that token. The answer is cached by the token's
 // SHA-256, never the token itself.
-func (g *GitHub) Authenticate(ctx context.Context, token string) (string, error) {
+func (g *Directory) Authenticate(ctx context.Context, token string) (string, error) {
 	key := sha256.Sum256([]byte(token))
 	now := g.now()
 	if login, ok := g.logins.get(key, now); ok {
 		if login == "" {
-			return "", fmt.Errorf("%w: github did not accept the token (cached)", ErrUnauthenticated)
+			return "", fmt.Errorf("%w: github did not accept the token (cached)", ca.ErrUnauthenticated)
 		}
 		return login, nil
 	}
@@ -144,7 +145,7 @@ func (g *GitHub) Authenticate(ctx context.Context, token string) (string, error)
 	case err == nil:
 		g.logins.put(key, login, now, g.ttl)
 		return login, nil
-	case errors.Is(err, ErrUnauthenticated):
+	case errors.Is(err, ca.ErrUnauthenticated):
 		g.logins.put(key, "", now, g.ttl)
 		return "", err
 	default:
@@ -154,7 +155,7 @@ func (g *GitHub) Authenticate(ctx context.Context, token string) (string, error)
 
 // IsMember reports whether login is an active member of team in the
 // organisation. A pending invitation and a 404 are "no".
-func (g *GitHub) IsMember(ctx context.Context, login, team string) (bool, error) {
+func (g *Directory) IsMember(ctx context.Context, login, team string) (bool, error) {
 	key := memberKey{strings.ToLower(login), strings.ToLower(team)}
 	now := g.now()
 	if ok, hit := g.members.get(key, now); hit {
@@ -177,18 +178,18 @@ func (g *GitHub) IsMember(ctx context.Context, login, team string) (bool, error)
 	return member, nil
 }
 
-// GitHubLogin resolves token to its GitHub login with one GET /user against
-// apiURL, without caching. hc may be nil. Errors wrap ErrUnauthenticated or
-// ErrUnavailable like the directory's.
-func GitHubLogin(ctx context.Context, apiURL, token string, hc *http.Client) (string, error) {
-	c, err := newGitHubClient(apiURL, hc)
+// Login resolves token to its GitHub login with one GET /user against
+// apiURL, without caching. hc may be nil. Errors wrap ca.ErrUnauthenticated or
+// ca.ErrUnavailable like the directory's.
+func Login(ctx context.Context, apiURL, token string, hc *http.Client) (string, error) {
+	c, err := newClient(apiURL, hc)
 	if err != nil {
 		return "", err
 	}
-	return userLogin(ctx, c, secret(token), DefaultGitHubTimeout)
+	return userLogin(ctx, c, secret(token), DefaultTimeout)
 }
 
-func userLogin(ctx context.Context, base *github.Client, token secret, timeout time.Duration) (string, error) {
+func userLogin(ctx context.Context, base *gogithub.Client, token secret, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u, _, err := base.WithAuthToken(string(token)).Users.Get(ctx, "")
@@ -196,14 +197,14 @@ func userLogin(ctx context.Context, base *github.Client, token secret, timeout t
 		return "", classify(ctx, err, "GET /user", timeout, true)
 	}
 	if u.GetLogin() == "" {
-		return "", &githubError{kind: ErrUnavailable, msg: "github: GET /user answered without a login"}
+		return "", &githubError{kind: ca.ErrUnavailable, msg: "github: GET /user answered without a login"}
 	}
 	return u.GetLogin(), nil
 }
 
 // githubError is a failure to get an answer from GitHub: its message says
-// what happened for people, and it wraps both its kind (ErrUnavailable or
-// ErrUnauthenticated) and the underlying cause.
+// what happened for people, and it wraps both its kind (ca.ErrUnavailable or
+// ca.ErrUnauthenticated) and the underlying cause.
 type githubError struct {
 	kind  error
 	msg   string
@@ -220,7 +221,7 @@ func (e *githubError) Unwrap() []error {
 }
 
 func status(err error) int {
-	var er *github.ErrorResponse
+	var er *gogithub.ErrorResponse
 	if errors.As(err, &er) && er.Response != nil {
 		return er.Response.StatusCode
 	}
@@ -232,11 +233,11 @@ func status(err error) int {
 // or the server's (a 401 means jit-ssh is misconfigured: unavailable).
 func classify(ctx context.Context, err error, what string, timeout time.Duration, callerToken bool) error {
 	unavailable := func(format string, args ...any) error {
-		return &githubError{kind: ErrUnavailable, msg: "github: " + fmt.Sprintf(format, args...), cause: err}
+		return &githubError{kind: ca.ErrUnavailable, msg: "github: " + fmt.Sprintf(format, args...), cause: err}
 	}
-	var rle *github.RateLimitError
-	var arle *github.AbuseRateLimitError
-	var er *github.ErrorResponse
+	var rle *gogithub.RateLimitError
+	var arle *gogithub.AbuseRateLimitError
+	var er *gogithub.ErrorResponse
 	var ue *url.Error
 	switch {
 	case errors.As(err, &rle):
@@ -262,11 +263,11 @@ func classify(ctx context.Context, err error, what string, timeout time.Duration
 			}
 			return unavailable("rate limited (429) (%s)", what)
 		case code == http.StatusUnauthorized && callerToken:
-			return &githubError{kind: ErrUnauthenticated, msg: "github: token not accepted: " + er.Message, cause: err}
+			return &githubError{kind: ca.ErrUnauthenticated, msg: "github: token not accepted: " + er.Message, cause: err}
 		case code == http.StatusUnauthorized:
 			return unavailable("the server token was not accepted (401 %s); check identity.github.token_env", er.Message)
 		case code == http.StatusForbidden && callerToken:
-			return &githubError{kind: ErrUnauthenticated, msg: "github: token refused: " + er.Message, cause: err}
+			return &githubError{kind: ca.ErrUnauthenticated, msg: "github: token refused: " + er.Message, cause: err}
 		case code == http.StatusForbidden:
 			return unavailable("403 %s on %s; the server token needs read:org", er.Message, what)
 		case code >= 500:

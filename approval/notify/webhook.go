@@ -1,4 +1,4 @@
-package approval
+package notify
 
 import (
 	"bytes"
@@ -19,12 +19,15 @@ import (
 
 // Webhook defaults.
 const (
-	DefaultWebhookTimeout = 5 * time.Second
-	DefaultWebhookQueue   = 256
-	maxWebhookText        = 300 // runes of a reason or review body quoted in a message
+	// DefaultTimeout bounds one post.
+	DefaultTimeout = 5 * time.Second
+	// DefaultQueue is how many messages may wait for delivery.
+	DefaultQueue = 256
+	// maxText is how many runes of a reason or review body a message quotes.
+	maxText = 300
 )
 
-// Webhook is a Notifier that posts Slack-compatible JSON ({"text": "..."})
+// Webhook is a notifier (it implements approval.Notifier) that posts Slack-compatible JSON ({"text": "..."})
 // to an incoming-webhook URL. Notify only formats the message and queues
 // it: a full queue drops the message (and logs that), so a slow or dead
 // receiver never delays or fails a decision. One goroutine posts, each post
@@ -44,24 +47,22 @@ type Webhook struct {
 	once  sync.Once
 }
 
-var _ Notifier = (*Webhook)(nil)
+// Option configures a Webhook.
+type Option func(*Webhook)
 
-// WebhookOption configures a Webhook.
-type WebhookOption func(*Webhook)
+// WithTimeout bounds each post (default DefaultTimeout).
+func WithTimeout(d time.Duration) Option { return func(w *Webhook) { w.timeout = d } }
 
-// WithWebhookTimeout bounds each post (default DefaultWebhookTimeout).
-func WithWebhookTimeout(d time.Duration) WebhookOption { return func(w *Webhook) { w.timeout = d } }
-
-// WithWebhookHTTPClient sets the HTTP client; nil means a plain client that
+// WithHTTPClient sets the HTTP client; nil means a plain client that
 // does not follow redirects.
-func WithWebhookHTTPClient(c *http.Client) WebhookOption { return func(w *Webhook) { w.hc = c } }
+func WithHTTPClient(c *http.Client) Option { return func(w *Webhook) { w.hc = c } }
 
-// WithWebhookLogger sets the logger for delivery failures.
-func WithWebhookLogger(l *slog.Logger) WebhookOption { return func(w *Webhook) { w.log = l } }
+// WithLogger sets the logger for delivery failures.
+func WithLogger(l *slog.Logger) Option { return func(w *Webhook) { w.log = l } }
 
-// WithWebhookQueue sets how many messages may wait for delivery (default
-// DefaultWebhookQueue).
-func WithWebhookQueue(n int) WebhookOption {
+// WithQueue sets how many messages may wait for delivery (default
+// DefaultQueue).
+func WithQueue(n int) Option {
 	return func(w *Webhook) {
 		if n > 0 {
 			w.queue = make(chan []byte, n)
@@ -70,21 +71,21 @@ func WithWebhookQueue(n int) WebhookOption {
 }
 
 // NewWebhook starts a webhook notifier posting to rawURL. Close stops it.
-func NewWebhook(rawURL string, opts ...WebhookOption) (*Webhook, error) {
+func NewWebhook(rawURL string, opts ...Option) (*Webhook, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, errors.New("approval: webhook URL must be an http(s) URL")
 	}
-	w := &Webhook{url: rawURL, host: u.Host, timeout: DefaultWebhookTimeout, log: slog.New(slog.DiscardHandler),
+	w := &Webhook{url: rawURL, host: u.Host, timeout: DefaultTimeout, log: slog.New(slog.DiscardHandler),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(w)
 	}
 	if w.queue == nil {
-		w.queue = make(chan []byte, DefaultWebhookQueue)
+		w.queue = make(chan []byte, DefaultQueue)
 	}
 	if w.timeout <= 0 {
-		w.timeout = DefaultWebhookTimeout
+		w.timeout = DefaultTimeout
 	}
 	if w.hc == nil {
 		w.hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -97,10 +98,10 @@ func NewWebhook(rawURL string, opts ...WebhookOption) (*Webhook, error) {
 }
 
 // Notify formats n and queues it for delivery; it never blocks.
-func (w *Webhook) Notify(ctx context.Context, n Notification) {
+func (w *Webhook) Notify(ctx context.Context, n ca.Notification) {
 	body, err := json.Marshal(struct {
 		Text string `json:"text"`
-	}{WebhookText(n)})
+	}{Text(n)})
 	if err != nil {
 		return
 	}
@@ -177,16 +178,16 @@ func (w *Webhook) failed(err error) {
 		slog.String("webhook_host", w.host), slog.String("error", err.Error()))
 }
 
-// WebhookText renders a notification as one line of Slack mrkdwn. Text
+// Text renders a notification as one line of Slack mrkdwn. Text
 // from people (reasons, review bodies) is shortened and escaped, so it
 // cannot mention @channel or forge links.
-func WebhookText(n Notification) string {
+func Text(n ca.Notification) string {
 	r := &n.Request
 	who := fmt.Sprintf("%s (%s for %s)", r.ID, r.HostGroup, r.Requester)
 	var b strings.Builder
 	b.WriteString("jit-ssh: ")
 	switch n.Kind {
-	case NotifyCreated:
+	case ca.NotifyCreated:
 		if r.State == ca.StateApproved {
 			fmt.Fprintf(&b, "%s was granted %s for %s (%s), auto-approved by policy", r.Requester, r.HostGroup, shortDuration(r.Duration), r.ID)
 		} else {
@@ -194,19 +195,18 @@ func WebhookText(n Notification) string {
 				r.Requester, r.HostGroup, shortDuration(r.Duration), r.ID, max(n.ApprovalsRequired, 1), strings.Join(n.ApproverTeams, ", "), r.ID)
 		}
 		b.WriteString(quote("Reason", r.Reason))
-	case NotifyApproved:
-		tally := TallyReviews(r)
-		fmt.Fprintf(&b, "%s approved by %s; the grant ends %s", who, strings.Join(tally.Approvers, ", "), r.GrantEnds().UTC().Format(time.RFC3339))
-	case NotifyDenied:
+	case ca.NotifyApproved:
+		fmt.Fprintf(&b, "%s approved by %s; the grant ends %s", who, strings.Join(n.Approvers, ", "), r.GrantEnds().UTC().Format(time.RFC3339))
+	case ca.NotifyDenied:
 		fmt.Fprintf(&b, "%s denied %s", n.Actor, who)
-	case NotifyExpired:
+	case ca.NotifyExpired:
 		fmt.Fprintf(&b, "%s expired without enough approvals", who)
 	default:
 		event := "reviewed"
 		if n.Review != nil {
 			switch n.Review.Event {
 			case ca.ReviewApprove:
-				event = fmt.Sprintf("approved (%d of %d)", len(TallyReviews(r).Approvers), n.ApprovalsRequired)
+				event = fmt.Sprintf("approved (%d of %d)", len(n.Approvers), n.ApprovalsRequired)
 			case ca.ReviewRequestChanges:
 				event = "requested changes on"
 			case ca.ReviewComment:
@@ -215,7 +215,7 @@ func WebhookText(n Notification) string {
 		}
 		fmt.Fprintf(&b, "%s %s %s", n.Actor, event, who)
 	}
-	if n.Review != nil && n.Kind != NotifyCreated {
+	if n.Review != nil && n.Kind != ca.NotifyCreated {
 		b.WriteString(quote("", n.Review.Body))
 	}
 	return b.String()
@@ -226,8 +226,8 @@ func quote(label, s string) string {
 	if s == "" {
 		return ""
 	}
-	if rs := []rune(s); len(rs) > maxWebhookText {
-		s = string(rs[:maxWebhookText-1]) + "…"
+	if rs := []rune(s); len(rs) > maxText {
+		s = string(rs[:maxText-1]) + "…"
 	}
 	s = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 	if label != "" {
