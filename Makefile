@@ -43,7 +43,7 @@ test: setup build vault ## run every test (unit + end-to-end with real sshd, ssh
 	JIT_SSH_BIN=$(CURDIR)/$(JIT) JIT_SSH_VAULT_BIN=$(CURDIR)/$(VAULT) $(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-short
-test-short: ## unit tests only (no OpenSSH, no Vault)
+test-short: ## unit tests only, about a minute: tests that run OpenSSH, Vault or the binary (testenv, vaulttest, test/e2e) and the stress tests skip under -short
 	$(GO) test -race -short -count=1 ./...
 
 .PHONY: fuzz

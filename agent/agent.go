@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +20,21 @@ const commentPrefix = "jit-ssh:"
 
 // ErrNoAgent means no ssh-agent could be reached.
 var ErrNoAgent = errors.New("agent: no ssh-agent")
+
+// DialError is Dial's failure to connect to the agent at Sock. It wraps
+// ErrNoAgent and, as Err, the cause: callers that word their own message
+// (jit-ssh doctor) take the cause from it.
+type DialError struct {
+	Sock string
+	Err  error
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("%v: cannot connect to %s (%v); start one with: eval \"$(ssh-agent)\"", ErrNoAgent, e.Sock, e.Err)
+}
+
+// Unwrap returns ErrNoAgent and the cause.
+func (e *DialError) Unwrap() []error { return []error{ErrNoAgent, e.Err} }
 
 // NewKey returns a fresh ed25519 key pair, held only in memory.
 func NewKey() (ed25519.PrivateKey, ssh.PublicKey, error) {
@@ -42,7 +56,8 @@ type Keyring struct {
 	close func() error
 }
 
-// New wraps an agent. now may be nil for time.Now.
+// New wraps an agent (a connection to a running one, or
+// sshagent.NewKeyring() in tests). now may be nil for time.Now.
 func New(a sshagent.Agent, now func() time.Time) *Keyring {
 	if now == nil {
 		now = time.Now
@@ -50,17 +65,16 @@ func New(a sshagent.Agent, now func() time.Time) *Keyring {
 	return &Keyring{agent: a, now: now, close: func() error { return nil }}
 }
 
-// Dial connects to the agent at sock, or at $SSH_AUTH_SOCK when sock is empty.
+// Dial connects to the agent listening at sock, the caller's SSH_AUTH_SOCK
+// (this package reads no environment). An empty sock means there is none.
+// A failed connection is a *DialError; both failures wrap ErrNoAgent.
 func Dial(sock string) (*Keyring, error) {
-	if sock == "" {
-		sock = os.Getenv("SSH_AUTH_SOCK")
-	}
 	if sock == "" {
 		return nil, fmt.Errorf("%w: SSH_AUTH_SOCK is not set; start one with: eval \"$(ssh-agent)\"", ErrNoAgent)
 	}
 	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot connect to %s (%v); start one with: eval \"$(ssh-agent)\"", ErrNoAgent, sock, err) //nolint:errorlint // one cause is enough
+		return nil, &DialError{Sock: sock, Err: err}
 	}
 	k := New(sshagent.NewClient(conn), nil)
 	k.close = conn.Close
@@ -83,21 +97,28 @@ type Entry struct {
 
 // Comment is the agent comment for a certificate of group: it is what
 // `ssh-add -l` shows and how this tool recognises its own entries.
+// ParseComment reads it back.
 func Comment(group string, serial uint64) string {
 	return fmt.Sprintf("%sgroup=%s:serial=%d", commentPrefix, group, serial)
 }
 
-func parseComment(c string) (group string, ok bool) {
+// ParseComment reads an agent comment written by Comment. ok is false for
+// any other comment: the user's own keys, or a jit-ssh comment without a
+// group or with a serial that is not a number.
+func ParseComment(c string) (group string, serial uint64, ok bool) {
 	rest, ok := strings.CutPrefix(c, commentPrefix+"group=")
 	if !ok {
-		return "", false
+		return "", 0, false
 	}
-	group, serial, ok := strings.Cut(rest, ":serial=")
+	group, s, ok := strings.Cut(rest, ":serial=")
 	if !ok || group == "" {
-		return "", false
+		return "", 0, false
 	}
-	_, err := strconv.ParseUint(serial, 10, 64)
-	return group, err == nil
+	serial, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return group, serial, true
 }
 
 // Lifetime is how long the agent should hold a certificate: its remaining
@@ -129,29 +150,53 @@ func (k *Keyring) Load(group string, key ed25519.PrivateKey, cert *ssh.Certifica
 	return nil
 }
 
-// List returns this tool's certificates in the agent, expired ones included
-// (an agent that honours lifetimes will have dropped them already).
-func (k *Keyring) List() ([]Entry, error) {
+// Key is one key the agent holds, of any origin.
+type Key struct {
+	// Comment is the agent's comment for the key.
+	Comment string
+	// Cert is the key's certificate; nil for a plain key.
+	Cert *ssh.Certificate
+	// Group is the host group when the key is one of this tool's
+	// certificates (a certificate whose comment ParseComment reads), else "".
+	Group string
+}
+
+// Keys returns every key in the agent, the user's own included. An error
+// wraps the agent's answer.
+func (k *Keyring) Keys() ([]Key, error) {
 	keys, err := k.agent.List()
 	if err != nil {
 		return nil, fmt.Errorf("agent: listing keys: %w", err)
 	}
+	out := make([]Key, 0, len(keys))
+	for _, key := range keys {
+		kk := Key{Comment: key.Comment}
+		if pub, err := ssh.ParsePublicKey(key.Blob); err == nil {
+			kk.Cert, _ = pub.(*ssh.Certificate)
+		}
+		if group, _, ok := ParseComment(key.Comment); ok && kk.Cert != nil {
+			kk.Group = group
+		}
+		out = append(out, kk)
+	}
+	return out, nil
+}
+
+// List returns this tool's certificates in the agent, expired ones included
+// (an agent that honours lifetimes will have dropped them already).
+func (k *Keyring) List() ([]Entry, error) {
+	keys, err := k.Keys()
+	if err != nil {
+		return nil, err
+	}
 	var out []Entry
 	for _, key := range keys {
-		group, ok := parseComment(key.Comment)
-		if !ok {
+		if key.Group == "" {
 			continue
 		}
-		pub, err := ssh.ParsePublicKey(key.Blob)
-		if err != nil {
-			continue
-		}
-		cert, ok := pub.(*ssh.Certificate)
-		if !ok {
-			continue
-		}
+		cert := key.Cert
 		out = append(out, Entry{
-			Group: group, Serial: cert.Serial, KeyID: cert.KeyId, Principals: cert.ValidPrincipals,
+			Group: key.Group, Serial: cert.Serial, KeyID: cert.KeyId, Principals: cert.ValidPrincipals,
 			ValidBefore: time.Unix(int64(min(cert.ValidBefore, math.MaxInt64)), 0), Comment: key.Comment, cert: cert, //nolint:gosec // clamped
 		})
 	}

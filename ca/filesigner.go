@@ -99,7 +99,8 @@ func createKey(path string) error {
 	return f.Close()
 }
 
-// Sign signs tmpl with the file key.
+// Sign signs tmpl with the file key, in this process: an Issuer built with
+// WithInProcessSigner does not check the signature again.
 func (f *FileSigner) Sign(_ context.Context, tmpl *ssh.Certificate) (*ssh.Certificate, error) {
 	c := *tmpl
 	if err := c.SignCert(f.rand, f.signer); err != nil {
@@ -107,11 +108,6 @@ func (f *FileSigner) Sign(_ context.Context, tmpl *ssh.Certificate) (*ssh.Certif
 	}
 	return &c, nil
 }
-
-// SignsInProcess marks the file signer as signing here, with a key it
-// holds: the issuer compares what it returns with what was asked but does
-// not check its signature a second time.
-func (f *FileSigner) SignsInProcess() {}
 
 // DataSigner returns the CA key as an ssh.Signer for signing data that is
 // not a certificate: the ledger's checkpoints, which are signed as SSHSIG

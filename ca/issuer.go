@@ -41,6 +41,12 @@ type Issuer struct {
 	rand   io.Reader
 	skew   time.Duration
 	log    *slog.Logger
+
+	// trustSignature and explain are the two capabilities a signer may
+	// have, given to NewIssuer by its caller (WithInProcessSigner,
+	// WithMismatchExplainer), never discovered on the signer.
+	trustSignature bool
+	explain        func() string
 }
 
 // Option configures an Issuer.
@@ -57,6 +63,22 @@ func WithSkew(d time.Duration) Option { return func(i *Issuer) { i.skew = d } }
 
 // WithLogger sets the logger for the one structured record per issuance.
 func WithLogger(l *slog.Logger) Option { return func(i *Issuer) { i.log = l } }
+
+// WithInProcessSigner tells the Issuer that its signer signs in this
+// process with a key it holds (ca.FileSigner: ssh.Certificate.SignCert).
+// What the signer returns is still compared field by field with what was
+// asked, and its CA key must still be one of PublicKeys; only the signature
+// is not checked again, since the same process just made it. Give it only
+// for such a signer: a signer across a network (Vault) must always have
+// its signature checked, which is the default.
+func WithInProcessSigner() Option { return func(i *Issuer) { i.trustSignature = true } }
+
+// WithMismatchExplainer sets what Issue puts in front of a refusal of what
+// the signer returned (ErrSignerMismatch): which backend it is and how to
+// repair it (ca/vault.Signer.ExplainMismatch). The default adds nothing.
+func WithMismatchExplainer(explain func() string) Option {
+	return func(i *Issuer) { i.explain = explain }
+}
 
 // NewIssuer returns an Issuer that signs with s and records in l.
 func NewIssuer(s Signer, l Ledger, opts ...Option) *Issuer {
@@ -97,10 +119,9 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: reading CA keys: %w", ErrSignerUnavailable, err)
 	}
-	_, local := i.signer.(inProcessSigner)
-	if err := verify(cert, asked, cas, now, !local); err != nil {
-		if e, ok := i.signer.(mismatchExplainer); ok {
-			err = fmt.Errorf("%s: %w", e.ExplainMismatch(), err)
+	if err := verify(cert, asked, cas, now, !i.trustSignature); err != nil {
+		if i.explain != nil {
+			err = fmt.Errorf("%s: %w", i.explain(), err)
 		}
 		i.log.LogAttrs(ctx, slog.LevelError, "signer returned a certificate that differs from the request",
 			slog.String("request_id", g.RequestID), slog.String("error", err.Error()))
@@ -145,21 +166,6 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 // validity from its own clock, in whole seconds).
 const verifyTolerance = 5 * time.Second
 
-// mismatchExplainer is implemented by a Signer that can say, in front of a
-// refusal of what it returned, which backend it is and how to repair it.
-type mismatchExplainer interface {
-	ExplainMismatch() string
-}
-
-// inProcessSigner is implemented by a Signer that signs in this process
-// with a key it holds (ssh.Certificate.SignCert). What it returns is still
-// compared field by field with what was asked; only the signature is not
-// checked again, since the same process just made it (a signer across a
-// network, Vault, always has its signature checked).
-type inProcessSigner interface {
-	SignsInProcess()
-}
-
 // Verify checks that cert is what was asked: a user certificate for the same
 // subject key, exactly the asked principals, KeyId, critical options and
 // extensions, a validity window inside the asked one, a non-zero serial, and
@@ -169,7 +175,7 @@ func Verify(cert, asked *ssh.Certificate, cas []ssh.PublicKey, now time.Time) er
 	return verify(cert, asked, cas, now, true)
 }
 
-// verify is Verify, with the signature check optional (see inProcessSigner).
+// verify is Verify, with the signature check optional (see WithInProcessSigner).
 func verify(cert, asked *ssh.Certificate, cas []ssh.PublicKey, now time.Time, checkSignature bool) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrSignerMismatch, fmt.Sprintf(format, args...))

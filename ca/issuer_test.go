@@ -292,26 +292,20 @@ func TestIssueRefusesSignerMismatch(t *testing.T) {
 				if tt.rogue {
 					ts.signWith = rogue
 				}
-				var signer ca.Signer = ts
+				var opts []ca.Option
 				if inProcess {
-					signer = localTamperSigner{ts}
+					opts = append(opts, ca.WithInProcessSigner())
 				}
-				issueRefused(t, signer)
+				issueRefused(t, ts, opts...)
 			})
 		}
 	}
 }
 
-// localTamperSigner is a tamperSigner that says it signs in process, as
-// the file signer does.
-type localTamperSigner struct{ *tamperSigner }
-
-func (localTamperSigner) SignsInProcess() {}
-
-func issueRefused(t *testing.T, signer ca.Signer) {
+func issueRefused(t *testing.T, signer ca.Signer, opts ...ca.Option) {
 	t.Helper()
 	ledger := &memLedger{}
-	iss := ca.NewIssuer(signer, ledger, ca.WithClock(fixedClock(t0)))
+	iss := ca.NewIssuer(signer, ledger, append(opts, ca.WithClock(fixedClock(t0)))...)
 	rec, cert, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
 	if !errors.Is(err, ca.ErrSignerMismatch) {
 		t.Errorf("Issue error = %v, want it to wrap ca.ErrSignerMismatch", err)
@@ -321,6 +315,44 @@ func issueRefused(t *testing.T, signer ca.Signer) {
 	}
 	if n := len(ledger.recorded()); n != 0 {
 		t.Errorf("ledger recorded %d certificates, want 0", n)
+	}
+}
+
+// claimsInProcess is a tampering signer with the method that, before
+// ca.WithInProcessSigner, let a signer turn off the signature check by
+// itself. It must have no effect now: only the issuer's constructor decides.
+type claimsInProcess struct{ *tamperSigner }
+
+func (claimsInProcess) SignsInProcess() {}
+
+func TestIssueSignerCannotSkipVerification(t *testing.T) {
+	ts := &tamperSigner{real: newFileSigner(t), after: func(c *ssh.Certificate) { c.Nonce = []byte("other") }}
+	issueRefused(t, claimsInProcess{ts})
+}
+
+// WithMismatchExplainer puts the signer's explanation in front of a
+// refusal, and only of a refusal of what the signer returned.
+func TestIssueMismatchExplainer(t *testing.T) {
+	explain := ca.WithMismatchExplainer(func() string { return "backend X at Y (repair: Z)" })
+
+	ts := &tamperSigner{real: newFileSigner(t), tamper: func(c *ssh.Certificate) { c.KeyId = "other" }}
+	iss := ca.NewIssuer(ts, &memLedger{}, ca.WithClock(fixedClock(t0)), explain)
+	_, _, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
+	if !errors.Is(err, ca.ErrSignerMismatch) || !strings.HasPrefix(err.Error(), "backend X at Y (repair: Z): ca: ") {
+		t.Errorf("Issue error = %v, want ErrSignerMismatch with the explanation in front", err)
+	}
+
+	down := &tamperSigner{real: newFileSigner(t), err: errors.New("connection refused")}
+	iss = ca.NewIssuer(down, &memLedger{}, ca.WithClock(fixedClock(t0)), explain)
+	_, _, err = iss.Issue(t.Context(), testGrant(), newEd25519(t))
+	if !errors.Is(err, ca.ErrSignerUnavailable) || strings.Contains(err.Error(), "backend X") {
+		t.Errorf("Issue error = %v, want ErrSignerUnavailable without the mismatch explanation", err)
+	}
+
+	// Without the option, the refusal is ca's own message.
+	iss = ca.NewIssuer(ts, &memLedger{}, ca.WithClock(fixedClock(t0)))
+	if _, _, err = iss.Issue(t.Context(), testGrant(), newEd25519(t)); !errors.Is(err, ca.ErrSignerMismatch) || strings.Contains(err.Error(), "backend X") {
+		t.Errorf("Issue error = %v, want ErrSignerMismatch alone", err)
 	}
 }
 

@@ -124,6 +124,9 @@ func (e *concErrors) add(what string, err error) {
 // ledger, and requires every answer to be the expected success: SQLite's
 // single writer must queue writers, never fail them.
 func TestConcurrentLoginsReviewsAudits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short (make test runs it): a concurrency stress test")
+	}
 	hs, db := concServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -14,8 +14,8 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// Environment variables for AppRole login, read by NewClient when the
-// corresponding ClientConfig fields are empty. The *_FILE variants name a
+// Environment variables for AppRole login, read by NewClient through
+// ClientConfig.Getenv when the corresponding ClientConfig fields are empty. The *_FILE variants name a
 // file holding the value (as Vault Agent's role_id_file_path does); the
 // secret ID file is read again at every login, so it can be rotated.
 const (
@@ -36,8 +36,8 @@ type ClientConfig struct {
 	// Timeout bounds each request of the returned client; 0 keeps Vault's
 	// default (60s, or VAULT_CLIENT_TIMEOUT). Signer has its own timeout.
 	Timeout time.Duration
-	// AppRole, when a role ID is configured (here or in EnvRoleID or
-	// EnvRoleIDFile), logs in with AppRole instead of using VAULT_TOKEN.
+	// AppRole, when a role ID is configured (here or, through Getenv, in
+	// EnvRoleID or EnvRoleIDFile), logs in with AppRole instead of using VAULT_TOKEN.
 	AppRole AppRole
 	// Logger receives token renewal and re-login records. The default
 	// discards. Tokens are never logged.
@@ -46,6 +46,12 @@ type ClientConfig struct {
 	// and uses VAULT_TOKEN: `jit-ssh vault setup` runs as an operator whose
 	// token may manage mounts, not with the server's narrow AppRole.
 	TokenOnly bool
+	// Getenv looks up the JIT_SSH_VAULT_* variables (EnvRoleID and the
+	// others) for the AppRole fields left empty: the caller's environment,
+	// injected (cmd/jit-ssh passes its own). nil reads none. The VAULT_*
+	// variables are read by Vault's api package itself (api.DefaultConfig,
+	// api.NewClient), as the Vault CLI reads them.
+	Getenv func(string) string
 }
 
 // AppRole is an AppRole login. Either the value or the file of each ID is
@@ -59,14 +65,18 @@ type AppRole struct {
 	SecretIDFile string
 }
 
-func (a AppRole) withEnv() AppRole {
+// withEnv fills the empty IDs from getenv (nil: none) and defaults Mount.
+func (a AppRole) withEnv(getenv func(string) string) AppRole {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
 	if a.RoleID == "" && a.RoleIDFile == "" {
-		a.RoleID = os.Getenv(EnvRoleID)
-		a.RoleIDFile = os.Getenv(EnvRoleIDFile)
+		a.RoleID = getenv(EnvRoleID)
+		a.RoleIDFile = getenv(EnvRoleIDFile)
 	}
 	if a.SecretID == "" && a.SecretIDFile == "" {
-		a.SecretID = os.Getenv(EnvSecretID)
-		a.SecretIDFile = os.Getenv(EnvSecretIDFile)
+		a.SecretID = getenv(EnvSecretID)
+		a.SecretIDFile = getenv(EnvSecretIDFile)
 	}
 	if a.Mount = strings.Trim(a.Mount, "/"); a.Mount == "" {
 		a.Mount = "approle"
@@ -149,7 +159,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{api: ac, log: cfg.Logger, fresh: make(chan *api.Secret, 1)}
 	if !cfg.TokenOnly {
-		c.appRole = cfg.AppRole.withEnv()
+		c.appRole = cfg.AppRole.withEnv(cfg.Getenv)
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

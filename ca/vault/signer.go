@@ -192,8 +192,8 @@ func (s *Signer) Role() string { return s.role }
 // (Vault takes a TTL, so the end is rounded down to whole seconds from now).
 // Vault chooses the serial and ValidAfter (its clock minus the role's
 // not_before_duration). The comparison of what Vault returned with tmpl is
-// ca.Issuer's (ca.Verify); a refusal names Vault and the role through
-// ExplainMismatch.
+// ca.Issuer's (ca.Verify); a refusal names Vault and the role when the
+// issuer is given ExplainMismatch (ca.WithMismatchExplainer).
 func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certificate, error) {
 	if tmpl == nil || tmpl.Key == nil {
 		return nil, errors.New("vault: no certificate template")
@@ -245,7 +245,8 @@ func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certific
 }
 
 // ExplainMismatch names Vault, the role and the repair, for ca.Issuer to
-// put in front of a refusal of what Sign returned.
+// put in front of a refusal of what Sign returned: pass it to
+// ca.NewIssuer with ca.WithMismatchExplainer(s.ExplainMismatch).
 func (s *Signer) ExplainMismatch() string {
 	return fmt.Sprintf("vault: %s/sign/%s at %s returned a certificate that differs from the request (compare the role with the jit-ssh configuration; jit-ssh vault setup repairs it)",
 		s.mount, s.role, s.api.Address())

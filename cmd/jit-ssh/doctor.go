@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
-	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/jit-ssh/jit-ssh/agent"
 	"github.com/jit-ssh/jit-ssh/ca"
@@ -182,16 +180,20 @@ func (c *engineerChecks) checkAgent() {
 		c.add("agent", hostconfig.StatusFail, startAgentFix, "SSH_AUTH_SOCK is not set: 'jit-ssh login' has no ssh-agent to put certificates in")
 		return
 	}
-	conn, err := net.DialTimeout("unix", c.sock, 5*time.Second)
+	ring, err := agent.Dial(c.sock)
 	if err != nil {
-		c.add("agent", hostconfig.StatusFail, startAgentFix, "cannot reach ssh-agent at %s: %v", c.sock, err) //nolint:errorlint // message only
+		cause := err
+		if de := (*agent.DialError)(nil); errors.As(err, &de) {
+			cause = de.Err // the connection's own error, as the message words the rest
+		}
+		c.add("agent", hostconfig.StatusFail, startAgentFix, "cannot reach ssh-agent at %s: %v", c.sock, cause) //nolint:errorlint // message only
 		return
 	}
-	defer conn.Close()
-	client := sshagent.NewClient(conn)
-	keys, err := client.List()
+	defer ring.Close()
+	keys, err := ring.Keys()
 	if err != nil {
-		c.add("agent", hostconfig.StatusFail, startAgentFix, "ssh-agent at %s does not answer: %v", c.sock, err) //nolint:errorlint // message only
+		// The agent's own answer, without the agent package's prefix.
+		c.add("agent", hostconfig.StatusFail, startAgentFix, "ssh-agent at %s does not answer: %v", c.sock, errors.Unwrap(err)) //nolint:errorlint // message only
 		return
 	}
 	c.add("agent", hostconfig.StatusOK, "", "ssh-agent at %s answers (%d key(s))", c.sock, len(keys))
@@ -202,7 +204,7 @@ func (c *engineerChecks) checkAgent() {
 	}
 
 	now := c.now()
-	entries, err := agent.New(client, c.now).List()
+	entries, err := ring.List()
 	if err != nil {
 		c.add("certs", hostconfig.StatusFail, startAgentFix, "cannot list ssh-agent's keys: %v", err) //nolint:errorlint // message only
 		return
@@ -229,19 +231,15 @@ func (c *engineerChecks) checkAgent() {
 	// Expired certificates of any origin: ssh still offers them.
 	stray := 0
 	for _, k := range keys {
-		pub, err := ssh.ParsePublicKey(k.Blob)
-		if err != nil {
-			continue
-		}
-		cert, ok := pub.(*ssh.Certificate)
-		if !ok || cert.ValidBefore == ssh.CertTimeInfinity || ca.CertTime(cert.ValidBefore).After(now) {
+		cert := k.Cert
+		if cert == nil || cert.ValidBefore == ssh.CertTimeInfinity || ca.CertTime(cert.ValidBefore).After(now) {
 			continue
 		}
 		stray++
 		ago := now.Sub(ca.CertTime(cert.ValidBefore)).Round(time.Second)
-		if group, ok := jitGroup(k.Comment); ok {
-			c.add("stray-certs", hostconfig.StatusWarn, "jit-ssh logout "+group,
-				"an expired jit-ssh certificate for %s (serial %d, expired %s ago) is still in ssh-agent; ssh offers it and sshd counts it against MaxAuthTries", group, cert.Serial, ago)
+		if k.Group != "" {
+			c.add("stray-certs", hostconfig.StatusWarn, "jit-ssh logout "+k.Group,
+				"an expired jit-ssh certificate for %s (serial %d, expired %s ago) is still in ssh-agent; ssh offers it and sshd counts it against MaxAuthTries", k.Group, cert.Serial, ago)
 			continue
 		}
 		c.add("stray-certs", hostconfig.StatusWarn, "remove it: ssh-add -d THE-KEY-FILE (or every key: ssh-add -D)",
@@ -250,16 +248,6 @@ func (c *engineerChecks) checkAgent() {
 	if stray == 0 {
 		c.add("stray-certs", hostconfig.StatusOK, "", "no expired certificate in ssh-agent")
 	}
-}
-
-// jitGroup returns the host group of an agent comment this tool wrote.
-func jitGroup(comment string) (string, bool) {
-	rest, ok := strings.CutPrefix(comment, "jit-ssh:group=")
-	if !ok {
-		return "", false
-	}
-	group, _, ok := strings.Cut(rest, ":serial=")
-	return group, ok && group != ""
 }
 
 // checkServer checks the server's health and, from the Date header of its

@@ -25,7 +25,23 @@ type loginOptions struct {
 	reason   string
 	noWait   bool
 	timeout  time.Duration
+
+	// now and after are the login's clock and its pause between retried
+	// polls; nil means time.Now and time.After (tests inject both).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
 }
+
+// loginAPI is what login uses of the server's API: *api.Client, or a fake
+// in the unit tests.
+type loginAPI interface {
+	ListRequests(ctx context.Context, o api.ListRequestsOptions) ([]api.Request, error)
+	CreateRequest(ctx context.Context, in api.CreateRequest) (*api.Request, error)
+	GetRequest(ctx context.Context, id string, wait time.Duration, version int64) (*api.Request, error)
+	IssueCertificate(ctx context.Context, id, publicKey string) (*api.Certificate, error)
+}
+
+var _ loginAPI = (*api.Client)(nil)
 
 // grantMargin: a grant that ends sooner than this is not worth reusing.
 const grantMargin = 30 * time.Second
@@ -70,12 +86,24 @@ func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error
 		return err
 	}
 	defer keys.Close()
+	return o.login(ctx, e, c, keys, key)
+}
 
+// login is the login once the server and the agent are reached: the
+// remembered grant, else find or file a request, wait for it, then issue
+// and load.
+func (o *loginOptions) login(ctx context.Context, e *env, c loginAPI, keys *agent.Keyring, key *ephemeralKey) error {
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if o.after == nil {
+		o.after = time.After
+	}
 	server := e.serverURL()
-	if g, ok := e.cachedGrantFor(server, o.group, time.Now()); ok {
-		fmt.Fprintf(e.stderr, "Using your open grant %s for %s (remembered; ends in %s).\n", g.RequestID, g.Group, until(g.EndsAt, time.Now()))
+	if g, ok := e.cachedGrantFor(server, o.group, o.now()); ok {
+		fmt.Fprintf(e.stderr, "Using your open grant %s for %s (remembered; ends in %s).\n", g.RequestID, g.Group, until(g.EndsAt, o.now()))
 		o.noteUnused(e, g.RequestID, "approved")
-		err := issueAndLoad(ctx, e, c, keys, &api.Request{ID: g.RequestID, HostGroup: g.Group}, key)
+		err := o.issueAndLoad(ctx, e, c, keys, &api.Request{ID: g.RequestID, HostGroup: g.Group}, key)
 		if !grantRefused(err) {
 			return err
 		}
@@ -94,24 +122,24 @@ func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error
 				req.ID, req.HostGroup, asked(req), o.group)
 			return nil
 		}
-		if req, err = waitForApproval(ctx, e, c, req, o.timeout); err != nil {
+		if req, err = o.waitForApproval(ctx, e, c, req); err != nil {
 			return err
 		}
 	}
 	if req.State == "approved" && req.GrantEndsAt != nil {
 		e.rememberGrant(server, o.group, req.ID, *req.GrantEndsAt)
 	}
-	return issueAndLoad(ctx, e, c, keys, req, key)
+	return o.issueAndLoad(ctx, e, c, keys, req, key)
 }
 
 // findOrCreate returns the caller's open grant or pending request for the
 // group, or files a new request.
-func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c *api.Client) (*api.Request, error) {
+func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c loginAPI) (*api.Request, error) {
 	mine, err := c.ListRequests(ctx, api.ListRequestsOptions{Mine: true})
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := o.now()
 	for i := range mine {
 		r := &mine[i]
 		if r.HostGroup != o.group {
@@ -139,7 +167,7 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c *api.Client) 
 		return nil, err
 	}
 	if r.State == "approved" {
-		fmt.Fprintf(e.stderr, "Request %s for %s was approved by policy (grant ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, time.Now()))
+		fmt.Fprintf(e.stderr, "Request %s for %s was approved by policy (grant ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, o.now()))
 	} else {
 		fmt.Fprintf(e.stderr, "Requested %s as %s.\n", r.HostGroup, r.ID)
 	}
@@ -175,8 +203,9 @@ func asked(r *api.Request) string {
 }
 
 // waitForApproval long-polls until the request leaves pending, printing
-// reviews as they arrive.
-func waitForApproval(ctx context.Context, e *env, c *api.Client, r *api.Request, timeout time.Duration) (*api.Request, error) {
+// reviews as they arrive, for at most o.timeout.
+func (o *loginOptions) waitForApproval(ctx context.Context, e *env, c loginAPI, r *api.Request) (*api.Request, error) {
+	timeout := o.timeout
 	fmt.Fprintf(e.stderr, "Waiting for %s on %s (Ctrl-C stops waiting; the request stays open)...\n", asked(r), r.ID)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -190,7 +219,7 @@ func waitForApproval(ctx context.Context, e *env, c *api.Client, r *api.Request,
 			backoff = min(max(2*backoff, time.Second), 15*time.Second)
 			fmt.Fprintf(e.stderr, "  (server unavailable: %v; still waiting, retrying in %s)\n", err, backoff)
 			select {
-			case <-time.After(backoff):
+			case <-o.after(backoff):
 				continue
 			case <-ctx.Done():
 			}
@@ -268,7 +297,7 @@ func (k *ephemeralKey) get() (ed25519.PrivateKey, ssh.PublicKey, error) {
 }
 
 // issueAndLoad gets the key certified and loads both into the agent.
-func issueAndLoad(ctx context.Context, e *env, c *api.Client, keys *agent.Keyring, r *api.Request, key *ephemeralKey) error {
+func (o *loginOptions) issueAndLoad(ctx context.Context, e *env, c loginAPI, keys *agent.Keyring, r *api.Request, key *ephemeralKey) error {
 	priv, pub, err := key.get()
 	if err != nil {
 		return err
@@ -292,7 +321,7 @@ func issueAndLoad(ctx context.Context, e *env, c *api.Client, keys *agent.Keyrin
 		return e.printJSON(rec)
 	}
 	fmt.Fprintf(e.stdout, "Certificate %d for %s loaded into ssh-agent: principals %s, valid until %s (%s).\n",
-		cert.Serial, r.HostGroup, strings.Join(cert.ValidPrincipals, ","), rec.ValidBefore.Format(time.RFC3339), until(rec.ValidBefore, time.Now()))
+		cert.Serial, r.HostGroup, strings.Join(cert.ValidPrincipals, ","), rec.ValidBefore.Format(time.RFC3339), until(rec.ValidBefore, o.now()))
 	fmt.Fprintf(e.stdout, "Now run: ssh <login>@<host in %s>\n", r.HostGroup)
 	return nil
 }

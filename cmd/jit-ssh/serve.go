@@ -86,7 +86,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
-	signer, closeSigner, err := newSigner(cfg, log)
+	signer, issuerOpts, closeSigner, err := newSigner(cfg, log, e.getenv)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	svc := approval.NewService(db, dir, comp.Policies, cfg.Auditors,
 		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins),
 		approval.WithNotifier(notifier), approval.WithSignInHint(devSignInHint(o.dev, cfg)))
-	issuer := ca.NewIssuer(signer, db, ca.WithLogger(log))
+	issuer := ca.NewIssuer(signer, db, append(issuerOpts, ca.WithLogger(log))...)
 	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted), api.WithLimits(comp.Limits))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -213,18 +213,27 @@ func expireLoop(ctx context.Context, svc *approval.Service, log *slog.Logger) {
 }
 
 // newSigner returns the configured signer and a function that releases it.
-func newSigner(cfg *config.Server, log *slog.Logger) (ca.Signer, func() error, error) {
+// newSigner returns the configured CA signer, the options that tell the
+// issuer what kind of signer it is (see ca.WithInProcessSigner and
+// ca.WithMismatchExplainer), and a function that releases the signer.
+// getenv is the process environment, for the Vault client's AppRole.
+func newSigner(cfg *config.Server, log *slog.Logger, getenv func(string) string) (ca.Signer, []ca.Option, func() error, error) {
 	switch cfg.Signer.Type {
 	case "file":
 		s, err := ca.LoadOrCreateFileSigner(cfg.Signer.File.KeyFile)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return s, func() error { return nil }, nil
+		// The file key signs here: its signatures need no second check.
+		return s, []ca.Option{ca.WithInProcessSigner()}, func() error { return nil }, nil
 	case "vault":
-		return newVaultSigner(cfg, log)
+		s, closeSigner, err := newVaultSigner(cfg, log, getenv)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return s, []ca.Option{ca.WithMismatchExplainer(s.ExplainMismatch)}, closeSigner, nil
 	default:
-		return nil, nil, fmt.Errorf("unknown signer type %q", cfg.Signer.Type)
+		return nil, nil, nil, fmt.Errorf("unknown signer type %q", cfg.Signer.Type)
 	}
 }
 

@@ -17,10 +17,11 @@ import (
 )
 
 // vaultClient builds the Vault client of a config (VAULT_* environment,
-// optional AppRole unless tokenOnly). Close stops its token renewal.
-func vaultClient(cfg *config.Server, log *slog.Logger, tokenOnly bool) (*vault.Client, error) {
+// optional AppRole unless tokenOnly; getenv supplies the JIT_SSH_VAULT_*
+// variables). Close stops its token renewal.
+func vaultClient(cfg *config.Server, log *slog.Logger, getenv func(string) string, tokenOnly bool) (*vault.Client, error) {
 	v := cfg.Signer.Vault
-	cc := vault.ClientConfig{Address: v.Address, Namespace: v.Namespace, Logger: log, TokenOnly: tokenOnly}
+	cc := vault.ClientConfig{Address: v.Address, Namespace: v.Namespace, Logger: log, TokenOnly: tokenOnly, Getenv: getenv}
 	if v.AppRole != nil {
 		cc.AppRole = vault.AppRole{Mount: v.AppRole.Mount, RoleIDFile: v.AppRole.RoleIDFile, SecretIDFile: v.AppRole.SecretIDFile}
 	}
@@ -33,8 +34,8 @@ func vaultClient(cfg *config.Server, log *slog.Logger, tokenOnly bool) (*vault.C
 
 // newVaultSigner returns the Vault signer and a function that stops the
 // client's token renewal.
-func newVaultSigner(cfg *config.Server, log *slog.Logger) (ca.Signer, func() error, error) {
-	c, err := vaultClient(cfg, log, false)
+func newVaultSigner(cfg *config.Server, log *slog.Logger, getenv func(string) string) (*vault.Signer, func() error, error) {
+	c, err := vaultClient(cfg, log, getenv, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,7 +98,7 @@ server's own token needs, and does nothing else.`,
 func runVaultSetup(ctx context.Context, e *env, cfg *config.Server, comp *config.Compiled) error {
 	// Setup runs as an operator (VAULT_TOKEN), never with the server's
 	// AppRole, whose policy only signs.
-	c, err := vaultClient(cfg, nil, true)
+	c, err := vaultClient(cfg, nil, e.getenv, true)
 	if err != nil {
 		return err
 	}

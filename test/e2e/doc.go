@@ -2,5 +2,6 @@
 // ssh-agent, real sshd processes configured only through `jit-ssh host
 // config`, the real ssh client and ssh-keygen, and real SQLite files.
 // In CI (CI=true) a missing OpenSSH binary fails these tests; they never
-// skip there.
+// skip there. Under -short (make test-short) the whole suite is skipped
+// (TestMain).
 package e2e

@@ -7,5 +7,6 @@
 // A missing OpenSSH binary skips the test with a message naming the Debian
 // package to install, except when the environment variable CI is true:
 // there it fails the test, so a CI image without OpenSSH cannot pass by
-// skipping everything.
+// skipping everything. Under -short (make test-short) every test that needs
+// a real program is skipped (SkipIfShort), so -short runs unit tests only.
 package testenv

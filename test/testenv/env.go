@@ -26,11 +26,32 @@ func InCI() bool {
 	return ci
 }
 
+// SkipIfShort skips the test under -short (make test-short), saying why
+// it is no unit test: it runs a real program or server (OpenSSH, Vault,
+// the jit-ssh binary), and -short promises unit tests only. make test runs
+// it; there, as in CI, a missing program is still a skip or a failure as
+// RequireBinary says. Every helper here that finds or starts a real
+// program calls it, so a test that uses them needs no guard of its own.
+func SkipIfShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("testenv: skipped under -short (make test runs it): %s", why)
+	}
+}
+
 // RequireBinary returns the absolute path of the named program, looked up
-// on PATH and then in /usr/sbin and /usr/bin. When it is missing the test
-// fails if InCI, and is skipped otherwise; either way the message names the
-// package to install.
+// on PATH and then in /usr/sbin and /usr/bin. Under -short the test is
+// skipped first (SkipIfShort): a test that runs a real program is not a
+// unit test. When the program is missing the test fails if InCI, and is
+// skipped otherwise; either way the message names the package to install.
 func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	SkipIfShort(t, "runs "+name)
+	return findBinary(t, name)
+}
+
+// findBinary is RequireBinary without the -short skip.
+func findBinary(t testing.TB, name string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		if abs, err := filepath.Abs(p); err == nil {

@@ -49,7 +49,7 @@ func TestRequireBinaryMissing(t *testing.T) {
 		t.Run("CI="+tt.ci, func(t *testing.T) {
 			t.Setenv("CI", tt.ci)
 			r := &recorder{TB: t}
-			if got := testenv.RequireBinary(r, "sshd-jit-ssh-does-not-exist"); got != "" {
+			if got := testenv.FindBinary(r, "sshd-jit-ssh-does-not-exist"); got != "" {
 				t.Errorf("RequireBinary = %q, want empty", got)
 			}
 			if r.failed != tt.wantFailed || r.skipped != tt.wantSkipped {
@@ -66,9 +66,23 @@ func TestRequireBinaryNamesPackage(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	t.Setenv("CI", "")
 	r := &recorder{TB: t}
-	testenv.RequireBinary(r, "ssh-agent-jit-ssh-does-not-exist")
+	testenv.FindBinary(r, "ssh-agent-jit-ssh-does-not-exist")
 	if !r.skipped || !strings.Contains(r.msg, "install the package that provides it") {
 		t.Errorf("skipped = %v, message %q", r.skipped, r.msg)
+	}
+}
+
+// Under -short a test that needs a real program is skipped, in CI too:
+// -short is unit tests only. Without -short nothing is skipped.
+func TestSkipIfShort(t *testing.T) {
+	t.Setenv("CI", "true")
+	r := &recorder{TB: t}
+	testenv.SkipIfShort(r, "runs sshd")
+	if r.skipped != testing.Short() || r.failed {
+		t.Errorf("skipped, failed = %v, %v (message %q); want skipped = testing.Short() = %v", r.skipped, r.failed, r.msg, testing.Short())
+	}
+	if testing.Short() && (!strings.Contains(r.msg, "-short") || !strings.Contains(r.msg, "sshd")) {
+		t.Errorf("message %q, want it to name sshd and -short", r.msg)
 	}
 }
 

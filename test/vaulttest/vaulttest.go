@@ -68,9 +68,11 @@ type Server struct {
 
 // Binary returns the path of the Vault binary: $JIT_SSH_VAULT_BIN, else
 // <repo root>/bin/vault. When it is missing the test fails if CI=true and is
-// skipped otherwise, both with the hint to run `make vault`.
+// skipped otherwise, both with the hint to run `make vault`. Under -short
+// the test is skipped first (testenv.SkipIfShort).
 func Binary(t testing.TB) string {
 	t.Helper()
+	testenv.SkipIfShort(t, "runs a Vault server")
 	bin := os.Getenv(EnvBinary)
 	if bin == "" {
 		root, err := RepoRoot()

@@ -37,6 +37,9 @@ func laughs(levels int) string {
 // found: a config of a few hundred bytes whose aliases stand for millions of
 // values kept the key-path walk busy for minutes. The walk now stops.
 func TestConfigAliasBomb(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short (make test runs it): parses YAML alias bombs (seconds under -race)")
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(laughs(6)), &doc); err != nil {
 		t.Fatal(err)
