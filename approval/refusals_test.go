@@ -17,7 +17,7 @@ import (
 func (e *env) refusalEvents(t *testing.T) []*ca.Event {
 	t.Helper()
 	var out []*ca.Event
-	err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(ev *ca.Event) error {
+	err := e.db.ListEvents(t.Context(), ca.EventFilter{}, func(ev *ca.Event) error {
 		if strings.HasSuffix(ev.Type, ".refused") {
 			out = append(out, ev)
 		}

@@ -206,7 +206,7 @@ func BenchmarkListCertificates1M(b *testing.B) {
 		export(b, func(w io.Writer) (int, error) {
 			enc := json.NewEncoder(w)
 			rows := 0
-			err := db.ListCertificates(ctx, store.CertFilter{}, func(c *ca.Certificate) error { rows++; return enc.Encode(c) })
+			err := db.ListCertificates(ctx, ca.CertFilter{}, func(c *ca.Certificate) error { rows++; return enc.Encode(c) })
 			return rows, err
 		})
 	})
@@ -233,7 +233,7 @@ func BenchmarkListCertificates1M(b *testing.B) {
 		var rows int
 		for range b.N {
 			rows = 0
-			if err := db.ListCertificates(ctx, store.CertFilter{ValidAt: at}, func(*ca.Certificate) error { rows++; return nil }); err != nil {
+			if err := db.ListCertificates(ctx, ca.CertFilter{ValidAt: at}, func(*ca.Certificate) error { rows++; return nil }); err != nil {
 				b.Fatal(err)
 			}
 		}

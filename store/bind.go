@@ -37,12 +37,6 @@ const (
 	DataBaselineSHA256 = "certificate_baseline_sha256"
 )
 
-// EventRowsBound is the event that binds rows no other event binds: a
-// request changed without events (tests and tools), and, written by
-// migration 0005, each request and the certificates that were already in a
-// ledger created before row bindings existed.
-const EventRowsBound = "ledger.rows_bound"
-
 // canonicalRequest is the encoding a request row's digest covers: every
 // column, times in Unix nanoseconds, NULL times as 0.
 type canonicalRequest struct {
@@ -215,7 +209,7 @@ func appendBound(ctx context.Context, tx *sql.Tx, c *chain, id, actor string, at
 		return fmt.Errorf("binding request %s: %w", id, err)
 	}
 	if len(events) == 0 {
-		events = []ca.Event{{Time: at, Actor: actor, Type: EventRowsBound, RequestID: id}}
+		events = []ca.Event{{Time: at, Actor: actor, Type: ca.EventRowsBound, RequestID: id}}
 	}
 	for i, ev := range events {
 		if i == len(events)-1 {
@@ -364,7 +358,7 @@ func (d *DB) backfillBindings(ctx context.Context, tx *sql.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		ev := ca.Event{Time: at, Actor: "jit-ssh", Type: EventRowsBound, RequestID: id, Data: map[string]any{"migration": bindingsMigration}}
+		ev := ca.Event{Time: at, Actor: "jit-ssh", Type: ca.EventRowsBound, RequestID: id, Data: map[string]any{"migration": bindingsMigration}}
 		if err := appendBound(ctx, tx, c, id, "jit-ssh", at, []ca.Event{ev}); err != nil {
 			return err
 		}
@@ -402,7 +396,7 @@ func (d *DB) backfillBindings(ctx context.Context, tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	return c.append(ctx, tx, ca.Event{Time: at, Actor: "jit-ssh", Type: EventRowsBound, Data: map[string]any{
+	return c.append(ctx, tx, ca.Event{Time: at, Actor: "jit-ssh", Type: ca.EventRowsBound, Data: map[string]any{
 		"migration": bindingsMigration, "certificates": len(sums), DataBaselineSHA256: agg,
 	}})
 }

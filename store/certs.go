@@ -79,18 +79,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// CertFilter selects certificates. Zero fields match everything.
-type CertFilter struct {
-	User    string
-	Group   string
-	Since   time.Time // issued at or after
-	Until   time.Time // issued before
-	ValidAt time.Time // valid (and not revoked) at this instant
-	Serial  uint64
-	KeyID   string
-	Limit   int // 0 = no limit
-}
-
 // certColumns and certFrom read a certificate with the reason of the
 // request it was issued under.
 const (
@@ -101,7 +89,7 @@ const (
 // ListCertificates calls fn for each matching certificate, newest first,
 // streaming rows rather than loading the listing into memory. An error from
 // fn stops the listing and is returned.
-func (d *DB) ListCertificates(ctx context.Context, f CertFilter, fn func(*ca.Certificate) error) error {
+func (d *DB) ListCertificates(ctx context.Context, f ca.CertFilter, fn func(*ca.Certificate) error) error {
 	var where []string
 	var args []any
 	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }

@@ -112,29 +112,6 @@ func (d *DB) RecordEvent(ctx context.Context, ev ca.Event) error {
 	})
 }
 
-// VerifyResult is the outcome of Verify.
-type VerifyResult struct {
-	Rows int64  // event rows whose hash and link check out
-	Head string // hash of the last row
-	// Checkpoints and SidecarCheckpoints count the signed checkpoints
-	// checked from the ledger and from the sidecar file.
-	Checkpoints, SidecarCheckpoints int
-	// LastCheckpointRow and LastCheckpointAt describe the newest valid
-	// checkpoint; Unanchored is how many rows follow it (rows a truncation
-	// could remove without a checkpoint noticing).
-	LastCheckpointRow int64
-	LastCheckpointAt  time.Time
-	Unanchored        int64
-	// CheckpointKeys are the fingerprints of the keys that signed them.
-	CheckpointKeys []string
-	// RowsChecked is true when the requests, reviews and certificates were
-	// checked against the rows' bindings in the chain (false for a copy of
-	// a ledger older than row bindings); Requests, Reviews and
-	// Certificates count the rows checked.
-	RowsChecked                     bool
-	Requests, Reviews, Certificates int64
-}
-
 // ChainError names the first row that breaks the chain: an event row, or
 // (Table set) a row of another table that does not match the event log.
 type ChainError struct {
@@ -159,20 +136,20 @@ func (e *ChainError) Error() string {
 // request, review and certificate row is checked against the newest event
 // that binds it (bind.go). It returns a *ChainError naming the first bad
 // row.
-func (d *DB) Verify(ctx context.Context) (VerifyResult, error) {
+func (d *DB) Verify(ctx context.Context) (ca.VerifyResult, error) {
 	// One read transaction: the chain and the tables it binds are checked
 	// in the same snapshot, whatever the server writes meanwhile.
 	q, err := d.r.BeginTx(ctx, nil)
 	if err != nil {
-		return VerifyResult{}, classify("verify", err)
+		return ca.VerifyResult{}, classify("verify", err)
 	}
 	defer func() { _ = q.Rollback() }()
 	rows, err := q.QueryContext(ctx, `SELECT id, at, actor, type, request_id, serial, data, prev_hash, hash FROM events ORDER BY id`)
 	if err != nil {
-		return VerifyResult{}, classify("verify", err)
+		return ca.VerifyResult{}, classify("verify", err)
 	}
 	defer rows.Close()
-	var res VerifyResult
+	var res ca.VerifyResult
 	b := newBindings()
 	prev, lastID := "", int64(0)
 	for rows.Next() {

@@ -178,7 +178,7 @@ func ReadCheckpointFile(path string, fn func(line int, cp Checkpoint) error) err
 // verifyCheckpoints checks every checkpoint in the ledger and the sidecar
 // against the verified chain, which ends at row lastRow. It fills the
 // checkpoint figures of res and returns the problem with the lowest row.
-func (d *DB) verifyCheckpoints(ctx context.Context, q queryer, lastRow int64, res *VerifyResult) error {
+func (d *DB) verifyCheckpoints(ctx context.Context, q queryer, lastRow int64, res *ca.VerifyResult) error {
 	var worst *ChainError
 	seenKeys := map[string]bool{}
 	check := func(source string, cp Checkpoint) error {

@@ -82,7 +82,7 @@ func TestCheckpoint(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Verify = %v", err)
 		}
-		want := store.VerifyResult{Rows: 7, Checkpoints: 1, SidecarCheckpoints: 1, LastCheckpointRow: 6, Unanchored: 1}
+		want := ca.VerifyResult{Rows: 7, Checkpoints: 1, SidecarCheckpoints: 1, LastCheckpointRow: 6, Unanchored: 1}
 		if res.Rows != want.Rows || res.Checkpoints != want.Checkpoints || res.SidecarCheckpoints != want.SidecarCheckpoints ||
 			res.LastCheckpointRow != want.LastCheckpointRow || res.Unanchored != want.Unanchored || !res.LastCheckpointAt.Equal(t0.Add(time.Hour)) {
 			t.Errorf("Verify = %+v, want %+v", res, want)

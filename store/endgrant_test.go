@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // TestRevokeSerialTakesItsGrantsCertificates: revoking one certificate ends
@@ -31,7 +30,7 @@ func TestRevokeSerialTakesItsGrantsCertificates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := db.Revoke(ctx, store.RevokeSpec{Serial: 3}, "bob", "laptop stolen", m(24))
+	res, err := db.Revoke(ctx, ca.RevokeSpec{Serial: 3}, "bob", "laptop stolen", m(24))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +47,7 @@ func TestRevokeSerialTakesItsGrantsCertificates(t *testing.T) {
 		t.Errorf("KRL serials %v, want 2, 3, 4", krl)
 	}
 	var revokedEvents []uint64
-	err = db.ListEvents(ctx, store.EventFilter{Type: ca.EventRevoked}, func(ev *ca.Event) error {
+	err = db.ListEvents(ctx, ca.EventFilter{Type: ca.EventRevoked}, func(ev *ca.Event) error {
 		if ev.Actor != "bob" || ev.Data["reason"] != "laptop stolen" {
 			t.Errorf("revocation event %+v, want bob's, with the reason", ev)
 		}

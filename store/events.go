@@ -13,23 +13,8 @@ import (
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
-// EventFilter selects audit events. Zero fields match everything.
-type EventFilter struct {
-	Actor     string
-	Type      string
-	RequestID string
-	Serial    uint64
-	Group     string // events of requests for this host group
-	// Involving selects the events a login may see of its own: those it
-	// caused and those about its requests (reviews, grants, revocations).
-	Involving string
-	Since     time.Time
-	Until     time.Time
-	Limit     int
-}
-
 // ListEvents calls fn for each matching event in log order, streaming.
-func (d *DB) ListEvents(ctx context.Context, f EventFilter, fn func(*ca.Event) error) error {
+func (d *DB) ListEvents(ctx context.Context, f ca.EventFilter, fn func(*ca.Event) error) error {
 	var where []string
 	var args []any
 	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
@@ -90,27 +75,10 @@ func (d *DB) ListEvents(ctx context.Context, f EventFilter, fn func(*ca.Event) e
 	return classify("listing events", rows.Err())
 }
 
-// Report holds the figures that show JIT access is working.
-type Report struct {
-	Since             time.Time
-	Requests          int
-	Approved          int
-	Denied            int
-	Expired           int
-	Cancelled         int
-	Pending           int
-	ApprovalRate      float64 // approved / decided (approved + denied + expired)
-	MedianToApproval  time.Duration
-	P95ToApproval     time.Duration
-	MedianGrantLength time.Duration
-	CertsIssued       int
-	OpenGrantsNow     int
-}
-
 // Report computes the figures over requests created since since (zero:
 // all time). Open grants are counted at now.
-func (d *DB) Report(ctx context.Context, since, now time.Time) (*Report, error) {
-	r := &Report{Since: since}
+func (d *DB) Report(ctx context.Context, since, now time.Time) (*ca.Report, error) {
+	r := &ca.Report{Since: since}
 	rows, err := d.r.QueryContext(ctx, `SELECT state, created_at, approved_at, duration_ns, ended_at FROM requests WHERE created_at >= ?`, since.UnixNano())
 	if err != nil {
 		return nil, classify("report", err)

@@ -100,12 +100,12 @@ func TestListingMatchesJoin(t *testing.T) {
 	exec(t, raw, `UPDATE certificates SET valid_after = '0042', serial = '+12' WHERE serial = 12`)
 	exec(t, raw, `UPDATE certificates SET revoked_at = '0013' WHERE serial = 13`)
 
-	list := func(f store.CertFilter) ([]*ca.Certificate, error) {
+	list := func(f ca.CertFilter) ([]*ca.Certificate, error) {
 		var out []*ca.Certificate
 		err := db.ListCertificates(ctx, f, func(c *ca.Certificate) error { out = append(out, c); return nil })
 		return out, err
 	}
-	check := func(t *testing.T, f store.CertFilter, where string, args ...any) {
+	check := func(t *testing.T, f ca.CertFilter, where string, args ...any) {
 		t.Helper()
 		got, err := list(f)
 		if err != nil {
@@ -124,23 +124,23 @@ func TestListingMatchesJoin(t *testing.T) {
 			}
 		}
 	}
-	t.Run("everything", func(t *testing.T) { check(t, store.CertFilter{}, "") })
+	t.Run("everything", func(t *testing.T) { check(t, ca.CertFilter{}, "") })
 	t.Run("since", func(t *testing.T) {
-		check(t, store.CertFilter{Since: t0.Add(20 * time.Second)}, "WHERE c.issued_at >= ?", t0.Add(20*time.Second).UnixNano())
+		check(t, ca.CertFilter{Since: t0.Add(20 * time.Second)}, "WHERE c.issued_at >= ?", t0.Add(20*time.Second).UnixNano())
 	})
 	t.Run("serial of a gone request", func(t *testing.T) {
-		check(t, store.CertFilter{Serial: 7}, "WHERE c.serial = 7")
+		check(t, ca.CertFilter{Serial: 7}, "WHERE c.serial = 7")
 	})
 	t.Run("serial of a row with separators", func(t *testing.T) {
-		check(t, store.CertFilter{Serial: 10}, "WHERE c.serial = 10")
+		check(t, ca.CertFilter{Serial: 10}, "WHERE c.serial = 10")
 	})
 	t.Run("cache overflowing at every row", func(t *testing.T) {
 		defer store.SetReasonCacheBytes(1)()
-		check(t, store.CertFilter{}, "")
+		check(t, ca.CertFilter{}, "")
 	})
 	t.Run("cache overflowing now and then", func(t *testing.T) {
 		defer store.SetReasonCacheBytes(2000)()
-		check(t, store.CertFilter{}, "")
+		check(t, ca.CertFilter{}, "")
 	})
 	// Rows neither reading can take fail the listing, as they did.
 	for i, bad := range []string{`revoked_at = ' 7x'`, `revoked_at = 'r5'`, `revoked_at = ''`, `valid_before = 1.5`, `issued_at = 'x'`,
@@ -151,7 +151,7 @@ func TestListingMatchesJoin(t *testing.T) {
 			if _, err := joinedList(raw, fmt.Sprintf("WHERE c.serial = %d", serial)); err == nil {
 				t.Fatalf("the joined query reads %s: the test's premise is wrong", bad)
 			}
-			if got, err := list(store.CertFilter{Serial: uint64(serial)}); err == nil {
+			if got, err := list(ca.CertFilter{Serial: uint64(serial)}); err == nil {
 				t.Fatalf("listing a row with %s succeeded with %d certificates, want the error the join gives", bad, len(got))
 			}
 		})

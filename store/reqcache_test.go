@@ -49,7 +49,7 @@ func TestGetRequestAfterWrites(t *testing.T) {
 		t.Errorf("after a review: version %d with %d reviews, want %d with 1", got.Version, len(got.Reviews), commented.Version)
 	}
 
-	if _, err := db.Revoke(ctx, store.RevokeSpec{RequestID: r.ID}, "security", "test", t0.Add(time.Minute)); err != nil {
+	if _, err := db.Revoke(ctx, ca.RevokeSpec{RequestID: r.ID}, "security", "test", t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	got, err = db.GetRequest(ctx, r.ID)

@@ -12,25 +12,11 @@ import (
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
-// RevokeSpec names what to revoke: exactly one of Serial, RequestID or User.
-type RevokeSpec struct {
-	Serial    uint64
-	RequestID string
-	User      string
-}
-
-// Revocation is the outcome of Revoke.
-type Revocation struct {
-	Serials     []uint64 // certificates newly revoked
-	EndedGrants []string // requests whose open grant was ended
-	Cancelled   []string // pending requests cancelled (RevokeSpec.RequestID)
-}
-
 // Revoke marks the matching certificates revoked and ends the open grants
 // they were issued under (for a user: all of the user's open grants),
 // revoking the unexpired certificates of every grant it ends too, with one
 // event per certificate and grant, in one transaction.
-func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, now time.Time) (*Revocation, error) {
+func (d *DB) Revoke(ctx context.Context, spec ca.RevokeSpec, actor, reason string, now time.Time) (*ca.Revocation, error) {
 	var certWhere string
 	var arg any
 	switch {
@@ -43,7 +29,7 @@ func (d *DB) Revoke(ctx context.Context, spec RevokeSpec, actor, reason string, 
 	default:
 		return nil, errors.New("store: revoke needs a serial, request or user")
 	}
-	out := &Revocation{}
+	out := &ca.Revocation{}
 	d.requests.dropAll() // it may end grants (see requestCache)
 	defer d.requests.dropAll()
 	err := d.write(ctx, "revoking", func(tx *sql.Tx, c *chain) error {

@@ -21,7 +21,7 @@ func revocationsLedger(b *testing.B) string {
 		}
 	}
 	// Ends the grant: all 50 revoked, one event each.
-	if _, err := db.Revoke(ctx, store.RevokeSpec{Serial: 1000}, "carol", "bench", t0.Add(time.Minute)); err != nil {
+	if _, err := db.Revoke(ctx, ca.RevokeSpec{Serial: 1000}, "carol", "bench", t0.Add(time.Minute)); err != nil {
 		b.Fatal(err)
 	}
 	if err := db.Close(); err != nil {

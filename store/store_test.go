@@ -454,7 +454,7 @@ func TestCertificateRoundTrip(t *testing.T) {
 				t.Errorf("GetCertificate(%d) =\n  %+v\nwant\n  %+v", tt.serial, got, &want)
 			}
 			var n int
-			if err := db.ListCertificates(ctx, store.CertFilter{Serial: tt.serial}, func(c *ca.Certificate) error {
+			if err := db.ListCertificates(ctx, ca.CertFilter{Serial: tt.serial}, func(c *ca.Certificate) error {
 				if c.Serial != tt.serial {
 					t.Errorf("listing by serial %d returned %d", tt.serial, c.Serial)
 				}
@@ -548,28 +548,28 @@ func TestListCertificates(t *testing.T) {
 	const five = 1<<63 + 5
 	tests := []struct {
 		name string
-		f    store.CertFilter
+		f    ca.CertFilter
 		want []uint64 // newest first
 	}{
-		{"everything", store.CertFilter{}, []uint64{five, 4, 3, 2, 1}},
-		{"user", store.CertFilter{User: "alice"}, []uint64{4, 2, 1}},
-		{"group", store.CertFilter{Group: "prod-db"}, []uint64{five, 3, 2, 1}},
-		{"user and group", store.CertFilter{User: "alice", Group: "prod-db"}, []uint64{2, 1}},
-		{"since is inclusive", store.CertFilter{Since: m(10)}, []uint64{five, 4, 3}},
-		{"until is exclusive", store.CertFilter{Until: m(10)}, []uint64{2, 1}},
-		{"since and until", store.CertFilter{Since: m(4), Until: m(20)}, []uint64{3, 2}},
-		{"valid before issue (backdated start)", store.CertFilter{ValidAt: m(-1)}, []uint64{1}},
-		{"valid at overlap", store.CertFilter{ValidAt: m(3)}, []uint64{2, 1}},
-		{"valid at first's end is exclusive", store.CertFilter{ValidAt: m(5)}, []uint64{2}},
-		{"valid in a gap", store.CertFilter{ValidAt: m(16)}, nil},
-		{"valid at, with group", store.CertFilter{ValidAt: m(3), Group: "staging"}, nil},
-		{"valid while a long cert runs", store.CertFilter{ValidAt: m(29), Group: ""}, []uint64{five, 4}},
-		{"revoked cert is not valid after revocation", store.CertFilter{ValidAt: m(32)}, []uint64{4}},
-		{"after everything expired", store.CertFilter{ValidAt: m(90)}, nil},
-		{"key id (shared by every cert of a grant)", store.CertFilter{KeyID: certs[2].KeyID}, []uint64{five, 3}},
-		{"serial", store.CertFilter{Serial: 2}, []uint64{2}},
-		{"limit", store.CertFilter{Limit: 2}, []uint64{five, 4}},
-		{"no match", store.CertFilter{User: "mallory"}, nil},
+		{"everything", ca.CertFilter{}, []uint64{five, 4, 3, 2, 1}},
+		{"user", ca.CertFilter{User: "alice"}, []uint64{4, 2, 1}},
+		{"group", ca.CertFilter{Group: "prod-db"}, []uint64{five, 3, 2, 1}},
+		{"user and group", ca.CertFilter{User: "alice", Group: "prod-db"}, []uint64{2, 1}},
+		{"since is inclusive", ca.CertFilter{Since: m(10)}, []uint64{five, 4, 3}},
+		{"until is exclusive", ca.CertFilter{Until: m(10)}, []uint64{2, 1}},
+		{"since and until", ca.CertFilter{Since: m(4), Until: m(20)}, []uint64{3, 2}},
+		{"valid before issue (backdated start)", ca.CertFilter{ValidAt: m(-1)}, []uint64{1}},
+		{"valid at overlap", ca.CertFilter{ValidAt: m(3)}, []uint64{2, 1}},
+		{"valid at first's end is exclusive", ca.CertFilter{ValidAt: m(5)}, []uint64{2}},
+		{"valid in a gap", ca.CertFilter{ValidAt: m(16)}, nil},
+		{"valid at, with group", ca.CertFilter{ValidAt: m(3), Group: "staging"}, nil},
+		{"valid while a long cert runs", ca.CertFilter{ValidAt: m(29), Group: ""}, []uint64{five, 4}},
+		{"revoked cert is not valid after revocation", ca.CertFilter{ValidAt: m(32)}, []uint64{4}},
+		{"after everything expired", ca.CertFilter{ValidAt: m(90)}, nil},
+		{"key id (shared by every cert of a grant)", ca.CertFilter{KeyID: certs[2].KeyID}, []uint64{five, 3}},
+		{"serial", ca.CertFilter{Serial: 2}, []uint64{2}},
+		{"limit", ca.CertFilter{Limit: 2}, []uint64{five, 4}},
+		{"no match", ca.CertFilter{User: "mallory"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -600,7 +600,7 @@ func TestListCertificates(t *testing.T) {
 	t.Run("callback error stops the listing", func(t *testing.T) {
 		stop := errors.New("client went away")
 		calls := 0
-		err := db.ListCertificates(ctx, store.CertFilter{}, func(*ca.Certificate) error {
+		err := db.ListCertificates(ctx, ca.CertFilter{}, func(*ca.Certificate) error {
 			calls++
 			return stop
 		})

@@ -65,7 +65,7 @@ func rowsLedger(t *testing.T) (string, ssh.Signer, *ca.Request) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Revoke(ctx, store.RevokeSpec{Serial: 2001}, "carol", "laptop lost", at.Add(2*time.Minute)); err != nil {
+	if _, err := db.Revoke(ctx, ca.RevokeSpec{Serial: 2001}, "carol", "laptop lost", at.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Checkpoint(ctx); err != nil {
@@ -77,7 +77,7 @@ func rowsLedger(t *testing.T) (string, ssh.Signer, *ca.Request) {
 	return path, signer, before
 }
 
-func verifyFile(t *testing.T, path string, signer ssh.Signer) (store.VerifyResult, error) {
+func verifyFile(t *testing.T, path string, signer ssh.Signer) (ca.VerifyResult, error) {
 	t.Helper()
 	ro, err := store.OpenReadOnly(t.Context(), path, store.WithCheckpointKeys(signer.PublicKey()))
 	if err != nil {
@@ -499,7 +499,7 @@ func TestCheckpointKeyRotation(t *testing.T) {
 	// A revocation checks the certificate row against its binding event,
 	// which carries the old key's MAC: it must count as a match (a
 	// mismatch would revoke with row_mismatch and fail Verify).
-	if _, err := db.Revoke(t.Context(), store.RevokeSpec{Serial: 1001}, "carol", "rotation check", t0.Add(4*time.Minute)); err != nil {
+	if _, err := db.Revoke(t.Context(), ca.RevokeSpec{Serial: 1001}, "carol", "rotation check", t0.Add(4*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Verify(t.Context()); err != nil {
@@ -516,7 +516,7 @@ func TestRevokeRequestCancelsAPendingOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := db.Revoke(t.Context(), store.RevokeSpec{RequestID: reqPending}, "carol", "incident", t0.Add(4*time.Minute))
+	res, err := db.Revoke(t.Context(), ca.RevokeSpec{RequestID: reqPending}, "carol", "incident", t0.Add(4*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func TestRevokeRequestCancelsAPendingOne(t *testing.T) {
 		t.Errorf("Verify after the cancellation: %v", err)
 	}
 	// Revoking an approved request cancels nothing.
-	if res, err := db.Revoke(t.Context(), store.RevokeSpec{RequestID: reqOpen}, "carol", "incident", t0.Add(4*time.Minute)); err != nil || len(res.Cancelled) != 0 {
+	if res, err := db.Revoke(t.Context(), ca.RevokeSpec{RequestID: reqOpen}, "carol", "incident", t0.Add(4*time.Minute)); err != nil || len(res.Cancelled) != 0 {
 		t.Errorf("revoking an open grant: %+v, %v; want nothing cancelled", res, err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // TestValidAt answers "who could reach GROUP at T, approved by whom, and
@@ -47,10 +46,10 @@ func TestValidAt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := db.Revoke(ctx, store.RevokeSpec{Serial: 20}, "bob", "laptop lost", m(9)); err != nil {
+	if _, err := db.Revoke(ctx, ca.RevokeSpec{Serial: 20}, "bob", "laptop lost", m(9)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Revoke(ctx, store.RevokeSpec{RequestID: "r-dddddddddddddddd"}, "bob", "left the team", m(12)); err != nil {
+	if _, err := db.Revoke(ctx, ca.RevokeSpec{RequestID: "r-dddddddddddddddd"}, "bob", "left the team", m(12)); err != nil {
 		t.Fatal(err)
 	}
 	// Revoking serial 20 ended its grant: no certificate may be recorded
@@ -85,7 +84,7 @@ func TestValidAt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []uint64
-			err := db.ListCertificates(ctx, store.CertFilter{ValidAt: tt.at, Group: tt.group}, func(c *ca.Certificate) error {
+			err := db.ListCertificates(ctx, ca.CertFilter{ValidAt: tt.at, Group: tt.group}, func(c *ca.Certificate) error {
 				got = append(got, c.Serial)
 				if len(c.Approvers) == 0 || c.Reason == "" || c.Requester == "" {
 					t.Errorf("certificate %d lacks who approved it and why: %+v", c.Serial, c)

@@ -191,7 +191,7 @@ func (d *DB) hasRowBindings(ctx context.Context, q queryer) (bool, error) {
 // verifyRows checks every request, review and certificate row against the
 // newest event binding its key: a row no event binds was inserted, a bound
 // key without a row was deleted, a row whose digest differs was edited.
-func (d *DB) verifyRows(ctx context.Context, q queryer, b *bindings, res *VerifyResult) error {
+func (d *DB) verifyRows(ctx context.Context, q queryer, b *bindings, res *ca.VerifyResult) error {
 	ok, err := d.hasRowBindings(ctx, q)
 	if err != nil {
 		return classify("verify", err)
@@ -216,7 +216,7 @@ func scanReview(s interface{ Scan(...any) error }) (ca.Review, error) {
 	return rv, nil
 }
 
-func (d *DB) verifyRequestRows(ctx context.Context, q queryer, b *bindings, res *VerifyResult) error {
+func (d *DB) verifyRequestRows(ctx context.Context, q queryer, b *bindings, res *ca.VerifyResult) error {
 	reqRows, err := q.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests ORDER BY id`)
 	if err != nil {
 		return classify("verify", err)
@@ -285,7 +285,7 @@ func (d *DB) verifyRequestRows(ctx context.Context, q queryer, b *bindings, res 
 	return nil
 }
 
-func (d *DB) verifyCertRows(ctx context.Context, q queryer, b *bindings, res *VerifyResult) error {
+func (d *DB) verifyCertRows(ctx context.Context, q queryer, b *bindings, res *ca.VerifyResult) error {
 	baseline := map[uint64][32]byte{}
 	if b.baseline != nil {
 		if err := d.checkBaseline(ctx, q, *b.baseline); err != nil {

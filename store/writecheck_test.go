@@ -58,7 +58,7 @@ func TestRevokeDoesNotBindForgedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("VerifyTail: %v", err)
 	}
-	out, err := db.Revoke(t.Context(), store.RevokeSpec{User: "alice"}, "carol", "incident", t0.Add(4*time.Minute))
+	out, err := db.Revoke(t.Context(), ca.RevokeSpec{User: "alice"}, "carol", "incident", t0.Add(4*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestRevokeDoesNotBindEditedCAFingerprint(t *testing.T) {
 	if err != nil {
 		t.Fatalf("VerifyTail: %v", err)
 	}
-	if _, err := db.Revoke(t.Context(), store.RevokeSpec{Serial: 1001}, "carol", "incident", t0.Add(4*time.Minute)); err != nil {
+	if _, err := db.Revoke(t.Context(), ca.RevokeSpec{Serial: 1001}, "carol", "incident", t0.Add(4*time.Minute)); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if got, _, err := db.RevokedSerials(t.Context(), t0); err != nil || !containsSerial(got, 1001) {
@@ -121,7 +121,7 @@ func TestRevokeEndsForgedGrantWithoutBindingIt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("VerifyTail: %v", err)
 	}
-	out, err := db.Revoke(t.Context(), store.RevokeSpec{RequestID: reqOpen}, "carol", "incident", t0.Add(4*time.Minute))
+	out, err := db.Revoke(t.Context(), ca.RevokeSpec{RequestID: reqOpen}, "carol", "incident", t0.Add(4*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -304,7 +304,7 @@ func (f *hardFixture) issue(login, id string) string {
 func (f *hardFixture) serials() []uint64 {
 	f.t.Helper()
 	var out []uint64
-	err := f.db.ListCertificates(context.Background(), store.CertFilter{}, func(c *ca.Certificate) error {
+	err := f.db.ListCertificates(context.Background(), ca.CertFilter{}, func(c *ca.Certificate) error {
 		out = append(out, c.Serial)
 		return nil
 	})

@@ -260,7 +260,7 @@ func TestConcurrentLoginsReviewsAudits(t *testing.T) {
 		t.Errorf("clients received %d certificates, want %d", certs.Load(), want)
 	}
 	var inLedger int64
-	if err := db.ListCertificates(ctx, store.CertFilter{}, func(*ca.Certificate) error { inLedger++; return nil }); err != nil {
+	if err := db.ListCertificates(ctx, ca.CertFilter{}, func(*ca.Certificate) error { inLedger++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if inLedger != certs.Load() {
