@@ -17,7 +17,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // webhookSecretPath stands for the secret part of a Slack incoming-webhook
@@ -106,7 +106,7 @@ func (l *lockedBuffer) String() string {
 func newWebhookEnv(t *testing.T, w approval.Notifier) *env {
 	t.Helper()
 	clk := &testClock{t: t0}
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), store.WithClock(clk.now))
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), sqlite.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}

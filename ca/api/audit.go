@@ -69,7 +69,7 @@ type VerifyResult struct {
 	Certificates int64 `json:"certificates"`
 }
 
-// NewVerifyResult turns the outcome of store.DB.Verify into the API's
+// NewVerifyResult turns the outcome of store.Verifier.Verify into the API's
 // form. Errors other than a *store.ChainError are returned as they are.
 func NewVerifyResult(res ca.VerifyResult, err error) (VerifyResult, error) {
 	out := VerifyResult{OK: err == nil, Rows: res.Rows, Head: res.Head, Checkpoints: res.Checkpoints, SidecarCheckpoints: res.SidecarCheckpoints,

@@ -19,7 +19,7 @@ import (
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 type serveOptions struct {
@@ -140,8 +140,8 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger.db"),
-		store.WithCheckpointSigner(ckSigner), store.WithCheckpointKeys(trusted...))
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "ledger.db"),
+		sqlite.WithCheckpointSigner(ckSigner), sqlite.WithCheckpointKeys(trusted...))
 	if err != nil {
 		return fmt.Errorf("opening the ledger: %w", err)
 	}
