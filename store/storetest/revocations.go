@@ -1,4 +1,4 @@
-package sqlite_test
+package storetest
 
 import (
 	"slices"
@@ -6,25 +6,25 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/ca"
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
-// TestRevokeSerialTakesItsGrantsCertificates: revoking one certificate ends
+// testRevokeSerialTakesItsGrantsCertificates: revoking one certificate ends
 // its grant, and a grant that ends takes its certificates with it: the
 // grant's other certificates a host could still accept are revoked in the
 // same transaction (one event each), those long expired are left alone,
 // and so are other grants'.
-func TestRevokeSerialTakesItsGrantsCertificates(t *testing.T) {
+func testRevokeSerialTakesItsGrantsCertificates(t *testing.T, db store.Ledger) {
 	ctx := t.Context()
-	db, _ := openDB(t)
-	m := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
-	create(t, db, newRequest("r-aaaaaaaaaaaaaaaa", "alice", "prod-db", ca.StateApproved, t0))
-	create(t, db, newRequest("r-bbbbbbbbbbbbbbbb", "alice", "prod-db", ca.StateApproved, t0))
+	m := func(n int) time.Time { return T0.Add(time.Duration(n) * time.Minute) }
+	Create(t, db, NewRequest("r-aaaaaaaaaaaaaaaa", "alice", "prod-db", ca.StateApproved, T0))
+	Create(t, db, NewRequest("r-bbbbbbbbbbbbbbbb", "alice", "prod-db", ca.StateApproved, T0))
 	for _, c := range []*ca.Certificate{
-		certFor(1, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(0), 5*time.Minute),  // expired at 5
-		certFor(2, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(18), 5*time.Minute), // expired at 23, within the skew at 24
-		certFor(3, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(20), 5*time.Minute), // the one revoked by serial
-		certFor(4, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(21), 5*time.Minute), // the laptop's sibling
-		certFor(5, "alice", "prod-db", "r-bbbbbbbbbbbbbbbb", m(21), 5*time.Minute), // another grant
+		CertFor(1, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(0), 5*time.Minute),  // expired at 5
+		CertFor(2, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(18), 5*time.Minute), // expired at 23, within the skew at 24
+		CertFor(3, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(20), 5*time.Minute), // the one revoked by serial
+		CertFor(4, "alice", "prod-db", "r-aaaaaaaaaaaaaaaa", m(21), 5*time.Minute), // the laptop's sibling
+		CertFor(5, "alice", "prod-db", "r-bbbbbbbbbbbbbbbb", m(21), 5*time.Minute), // another grant
 	} {
 		if err := db.RecordCertificate(ctx, c); err != nil {
 			t.Fatal(err)
