@@ -4,16 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha512"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -86,7 +82,7 @@ func (d *DB) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
 		return nil, classify("checkpoint", err)
 	}
 	cp.At = d.now().UTC()
-	if cp.Signature, err = signSSHSig(d.ckSigner, store.CheckpointNamespace, cp.Message()); err != nil {
+	if cp.Signature, err = store.SignCheckpoint(d.ckSigner, cp); err != nil {
 		return nil, fmt.Errorf("store: signing checkpoint: %w", err)
 	}
 	err = d.tx(ctx, func(tx *sql.Tx) error {
@@ -168,7 +164,7 @@ func (d *DB) verifyCheckpoints(ctx context.Context, q queryer, lastRow int64, re
 				worst = &store.ChainError{Row: row, Reason: fmt.Sprintf("checkpoint from %s signed at %s: ", source, cp.At.UTC().Format(time.RFC3339)) + fmt.Sprintf(format, args...)}
 			}
 		}
-		pub, err := verifySSHSig(cp.Signature, store.CheckpointNamespace, cp.Message())
+		pub, err := cp.Verify()
 		if err != nil {
 			bad(cp.Row, "says row %d has hash %s, but its signature does not verify (%v): the checkpoint was forged or edited", cp.Row, short(cp.Hash), err)
 			return nil
@@ -257,96 +253,4 @@ func short(h string) string {
 		return h[:16] + "…"
 	}
 	return h
-}
-
-// The OpenSSH SSHSIG format (PROTOCOL.sshsig), so that a checkpoint can also
-// be checked with stock tools: ssh-keygen -Y check-novalidate -n NAMESPACE.
-
-const (
-	sshsigMagic   = "SSHSIG"
-	sshsigHashAlg = "sha512"
-	sshsigArmorHd = "-----BEGIN SSH SIGNATURE-----"
-	sshsigArmorFt = "-----END SSH SIGNATURE-----"
-)
-
-type sshsigSigned struct {
-	Namespace string
-	Reserved  string
-	HashAlg   string
-	Hash      []byte
-}
-
-type sshsigBlob struct {
-	Version   uint32
-	PublicKey []byte
-	Namespace string
-	Reserved  string
-	HashAlg   string
-	Signature []byte
-}
-
-func sshsigData(namespace string, msg []byte) []byte {
-	h := sha512.Sum512(msg)
-	return append([]byte(sshsigMagic), ssh.Marshal(sshsigSigned{Namespace: namespace, HashAlg: sshsigHashAlg, Hash: h[:]})...)
-}
-
-// signSSHSig signs msg with s as an armored SSHSIG.
-func signSSHSig(s ssh.Signer, namespace string, msg []byte) (string, error) {
-	sig, err := s.Sign(rand.Reader, sshsigData(namespace, msg))
-	if err != nil {
-		return "", err
-	}
-	blob := append([]byte(sshsigMagic), ssh.Marshal(sshsigBlob{
-		Version: 1, PublicKey: s.PublicKey().Marshal(), Namespace: namespace, HashAlg: sshsigHashAlg, Signature: ssh.Marshal(sig),
-	})...)
-	b64 := base64.StdEncoding.EncodeToString(blob)
-	var sb strings.Builder
-	sb.WriteString(sshsigArmorHd + "\n")
-	for len(b64) > 70 {
-		sb.WriteString(b64[:70] + "\n")
-		b64 = b64[70:]
-	}
-	sb.WriteString(b64 + "\n" + sshsigArmorFt + "\n")
-	return sb.String(), nil
-}
-
-// verifySSHSig checks an armored SSHSIG over msg in namespace and returns
-// the key that made it.
-func verifySSHSig(armored, namespace string, msg []byte) (ssh.PublicKey, error) {
-	s := strings.TrimSpace(armored)
-	if !strings.HasPrefix(s, sshsigArmorHd) || !strings.HasSuffix(s, sshsigArmorFt) {
-		return nil, errors.New("not an armored SSH signature")
-	}
-	s = strings.Join(strings.Fields(strings.TrimSuffix(strings.TrimPrefix(s, sshsigArmorHd), sshsigArmorFt)), "")
-	raw, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || !bytes.HasPrefix(raw, []byte(sshsigMagic)) {
-		return nil, errors.New("malformed SSH signature")
-	}
-	var blob sshsigBlob
-	if err := ssh.Unmarshal(raw[len(sshsigMagic):], &blob); err != nil {
-		return nil, fmt.Errorf("malformed SSH signature: %w", err)
-	}
-	if blob.Version != 1 || blob.Namespace != namespace || blob.HashAlg != sshsigHashAlg {
-		return nil, fmt.Errorf("SSH signature version %d, namespace %q, hash %q; want 1, %q, %q", blob.Version, blob.Namespace, blob.HashAlg, namespace, sshsigHashAlg)
-	}
-	pub, err := ssh.ParsePublicKey(blob.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("SSH signature key: %w", err)
-	}
-	var sig ssh.Signature
-	if err := ssh.Unmarshal(blob.Signature, &sig); err != nil {
-		return nil, fmt.Errorf("malformed SSH signature: %w", err)
-	}
-	if err := pub.Verify(sshsigData(namespace, msg), &sig); err != nil {
-		return nil, err
-	}
-	return pub, nil
-}
-
-// SignCheckpoint returns cp's signature by s, as Checkpoint makes it: for
-// tools that build a ledger outside the server (the bench's generated
-// ledger) and must anchor it with the data dir's key. Whoever holds the
-// key can sign any chain head; that is the limit of what checkpoints prove.
-func SignCheckpoint(s ssh.Signer, cp store.Checkpoint) (string, error) {
-	return signSSHSig(s, store.CheckpointNamespace, cp.Message())
 }

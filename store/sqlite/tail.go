@@ -199,7 +199,7 @@ func (d *DB) newestCheckpoint(ctx context.Context, q queryer) (int64, string, er
 	var anchor int64
 	var anchorHash string
 	for i, cp := range cands {
-		pub, err := verifySSHSig(cp.Signature, store.CheckpointNamespace, cp.Message())
+		pub, err := cp.Verify()
 		if err != nil {
 			return 0, "", &store.ChainError{Row: cp.Row, Reason: fmt.Sprintf("the newest checkpoint, from %s, does not verify (%v): it was forged or edited", srcs[i], err)}
 		}

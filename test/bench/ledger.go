@@ -213,7 +213,7 @@ func anchorLedger(ctx context.Context, path string, n int, head string, end time
 		return err
 	}
 	cp := store.Checkpoint{Row: int64(n), Hash: head, At: end.UTC()}
-	if cp.Signature, err = sqlite.SignCheckpoint(key.DataSigner(), cp); err != nil {
+	if cp.Signature, err = store.SignCheckpoint(key.DataSigner(), cp); err != nil {
 		return err
 	}
 	db, err := sql.Open("sqlite", "file:"+path)
