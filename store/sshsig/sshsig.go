@@ -62,7 +62,7 @@ func data(namespace string, msg []byte) []byte {
 // (SHA-512), as ssh-keygen -Y sign -n namespace writes it. Randomness, for
 // the key types that use it, comes from crypto/rand.
 func Sign(s ssh.Signer, namespace string, msg []byte) (string, error) {
-	sig, err := s.Sign(rand.Reader, data(namespace, msg))
+	sig, err := sign(s, data(namespace, msg))
 	if err != nil {
 		return "", err
 	}
@@ -78,6 +78,16 @@ func Sign(s ssh.Signer, namespace string, msg []byte) (string, error) {
 	}
 	sb.WriteString(b64 + "\n" + armorFt + "\n")
 	return sb.String(), nil
+}
+
+// sign signs d with s. An RSA key signs with rsa-sha2-512, as
+// PROTOCOL.sshsig requires and ssh-keygen does: its plain Sign would make
+// an ssh-rsa (SHA-1) signature, which ssh-keygen -Y verify refuses.
+func sign(s ssh.Signer, d []byte) (*ssh.Signature, error) {
+	if as, ok := s.(ssh.AlgorithmSigner); ok && s.PublicKey().Type() == ssh.KeyAlgoRSA {
+		return as.SignWithAlgorithm(rand.Reader, d, ssh.KeyAlgoRSASHA512)
+	}
+	return s.Sign(rand.Reader, d)
 }
 
 // Verify checks an armored SSHSIG over msg in namespace and returns the

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -91,13 +92,17 @@ func TestOpenSSHInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rk, err := rsa.GenerateKey(rand.Reader, 3072)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		key  any
 		// plain: an RSA signer as ssh.NewSignerFromKey makes it, whose
 		// Sign would choose ssh-rsa (SHA-1).
 		plain bool
-	}{{"ed25519", ed, false}, {"ecdsa-p256", ec, false}} {
+	}{{"ed25519", ed, false}, {"ecdsa-p256", ec, false}, {"rsa-3072", rk, false}, {"rsa-3072 plain signer", rk, true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			t.Setenv("HOME", dir)
