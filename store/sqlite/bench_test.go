@@ -166,12 +166,12 @@ func vmHWM() uint64 {
 // `jit-ssh audit certs -o json` does, and reports the peak heap and RSS:
 // both stay flat however large the ledger, because rows stream.
 //
-//	go test ./store/ -run '^$' -bench ListCertificates1M -benchtime 1x
+//	go test ./store/sqlite/ -run '^$' -bench ListCertificates1M -benchtime 1x
 func BenchmarkListCertificates1M(b *testing.B) {
 	// Generating the ledger takes most of a minute and a 1.5 GB file: run
 	// it only when asked for by name, not as part of `-bench .`.
 	if f := flag.Lookup("test.bench"); f == nil || !strings.Contains(f.Value.String(), "ListCertificates") {
-		b.Skip("run it by name: go test ./store/ -run '^$' -bench ListCertificates1M -benchtime 1x")
+		b.Skip("run it by name: go test ./store/sqlite/ -run '^$' -bench ListCertificates1M -benchtime 1x")
 	}
 	n := benchCerts(b)
 	path := bigLedger(b, n)

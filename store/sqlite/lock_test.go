@@ -1,14 +1,13 @@
 package sqlite_test
 
 import (
-	"github.com/jit-ssh/jit-ssh/store"
-
 	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/jit-ssh/jit-ssh/store"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
