@@ -20,7 +20,7 @@ type Ledger interface {
 	Verifier
 	Checkpointer
 	Reporter
-	Pinger
+	Health
 	io.Closer
 }
 
@@ -106,8 +106,20 @@ type Reporter interface {
 	Report(ctx context.Context, since, now time.Time) (*ca.Report, error)
 }
 
-// Pinger reports whether the ledger can be read.
-type Pinger interface {
+// Health is what the server's health and metrics endpoints ask of the
+// ledger.
+type Health interface {
 	// Ping returns nil when the ledger answers a read.
 	Ping(ctx context.Context) error
+	// Stats returns the ledger's operational counters now.
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// Stats are a ledger's operational counters, published as metrics.
+type Stats struct {
+	// WALCheckpointFailures counts the background checkpoints of the
+	// ledger's write-ahead log that failed since it was opened: commits
+	// stay durable without them, but the log grows while they fail. A
+	// backend that keeps no write-ahead log of its own reports 0.
+	WALCheckpointFailures uint64
 }

@@ -33,6 +33,8 @@ type Ledger interface {
 	ListCertificates(ctx context.Context, f ca.CertFilter, fn func(*ca.Certificate) error) error
 	GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error)
 	Ping(ctx context.Context) error
+	// Stats gives /metrics the ledger's counters (store.Health).
+	Stats(ctx context.Context) (store.Stats, error)
 }
 
 // Store is the whole ledger the service uses.

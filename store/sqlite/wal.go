@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // walCheckpointInterval is the least time between two checkpoints of the
@@ -134,6 +136,12 @@ func (d *DB) WALCheckpointFailures() uint64 {
 		return 0
 	}
 	return d.wal.failures.Load()
+}
+
+// Stats returns the ledger's counters (store.Health): WALCheckpointFailures.
+// It reads memory only and never fails.
+func (d *DB) Stats(context.Context) (store.Stats, error) {
+	return store.Stats{WALCheckpointFailures: d.WALCheckpointFailures()}, nil
 }
 
 // close stops the checkpointer, copies what the WAL still holds into the

@@ -170,9 +170,17 @@ func testNotFound(t *testing.T, db store.Ledger) {
 	}
 }
 
-// testPing: an open ledger answers.
-func testPing(t *testing.T, db store.Ledger) {
+// testHealth: an open ledger answers a ping and tells its counters (their
+// values are the implementation's: a fresh ledger has no failures).
+func testHealth(t *testing.T, db store.Ledger) {
 	if err := db.Ping(t.Context()); err != nil {
 		t.Errorf("Ping = %v, want nil", err)
+	}
+	st, err := db.Stats(t.Context())
+	if err != nil {
+		t.Errorf("Stats = %v, want nil", err)
+	}
+	if st.WALCheckpointFailures != 0 {
+		t.Errorf("a fresh ledger reports %d failed WAL checkpoints, want 0", st.WALCheckpointFailures)
 	}
 }

@@ -32,7 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Ledger) {
 		{"VerifyUntouched", testVerifyUntouched},
 		{"Report", testReport},
 		{"NotFound", testNotFound},
-		{"Ping", testPing},
+		{"Health", testHealth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
