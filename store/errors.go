@@ -41,6 +41,7 @@ type ChainError struct {
 	Reason     string
 }
 
+// Error names the bad row and what is wrong with it.
 func (e *ChainError) Error() string {
 	if e.Table != "" {
 		return fmt.Sprintf("store: %s row %s does not match the event log: %s", e.Table, e.Key, e.Reason)
