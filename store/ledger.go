@@ -26,12 +26,12 @@ type Ledger interface {
 
 // Requests holds access requests and their reviews.
 type Requests interface {
-	// ApplyRequestChange commits ch atomically: the request (inserted when
-	// ch.Create, otherwise updated only if its stored version still equals
-	// ch.PrevVersion, else ErrConflict), its new review, dismissals, events
-	// and certificate revocations, or none of it. A request ID that exists
-	// already is ErrDuplicate. It fills in the new review's ID and the
-	// request's Version.
+	// ApplyRequestChange commits ch atomically: the request as given, new
+	// Version included (inserted when ch.Create, a request ID that exists
+	// already being ErrDuplicate; otherwise updated only if its stored
+	// version still equals ch.PrevVersion, else ErrConflict), its new
+	// review, dismissals, events and certificate revocations, or none of
+	// it. It fills in the new review's ID and RequestID.
 	ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error
 	// GetRequest returns the request with its reviews, or ErrNotFound. A
 	// row that no longer matches the event log is ErrRowMismatch.
