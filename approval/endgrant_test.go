@@ -12,7 +12,6 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // issueUnder issues a certificate to login under request id at the env's
@@ -66,7 +65,7 @@ func (e *env) revokedSerials(t *testing.T) ([]uint64, uint64) {
 func (e *env) validAt(t *testing.T, at time.Time) []uint64 {
 	t.Helper()
 	var out []uint64
-	err := e.db.ListCertificates(t.Context(), store.CertFilter{ValidAt: at}, func(c *ca.Certificate) error {
+	err := e.db.ListCertificates(t.Context(), ca.CertFilter{ValidAt: at}, func(c *ca.Certificate) error {
 		out = append(out, c.Serial)
 		return nil
 	})
@@ -147,7 +146,7 @@ func TestCancelGrantRevokesCertificates(t *testing.T) {
 			// one who ended the grant, after the grant.ended event.
 			var types []string
 			var revokedBy []uint64
-			err = e.db.ListEvents(t.Context(), store.EventFilter{RequestID: r.ID, Since: now}, func(ev *ca.Event) error {
+			err = e.db.ListEvents(t.Context(), ca.EventFilter{RequestID: r.ID, Since: now}, func(ev *ca.Event) error {
 				types = append(types, ev.Type)
 				if ev.Type == ca.EventRevoked {
 					if ev.Actor != tt.login || ev.Data["reason"] != "grant ended early: cancelled by "+tt.login || ev.Data["requester"] != "alice" {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // BenchmarkAuthorize is the policy decision made before every certificate:
@@ -17,7 +17,7 @@ import (
 func BenchmarkAuthorize(b *testing.B) {
 	ctx := context.Background()
 	now := func() time.Time { return t0 }
-	db, err := store.Open(ctx, filepath.Join(b.TempDir(), "ledger.db"), store.WithClock(now))
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ledger.db"), sqlite.WithClock(now))
 	if err != nil {
 		b.Fatal(err)
 	}

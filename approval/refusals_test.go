@@ -10,14 +10,14 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // refusalEvents returns the refusal events in the ledger, in order.
 func (e *env) refusalEvents(t *testing.T) []*ca.Event {
 	t.Helper()
 	var out []*ca.Event
-	err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(ev *ca.Event) error {
+	err := e.db.ListEvents(t.Context(), ca.EventFilter{}, func(ev *ca.Event) error {
 		if strings.HasSuffix(ev.Type, ".refused") {
 			out = append(out, ev)
 		}
@@ -108,7 +108,7 @@ func TestIdenticalRefusalsAreCounted(t *testing.T) {
 
 // failingRecorder is the ledger with RecordEvent failing while fail is set.
 type failingRecorder struct {
-	*store.DB
+	*sqlite.DB
 	fail bool
 }
 
@@ -194,7 +194,7 @@ func TestRefusalsWithFreshKeysAreCounted(t *testing.T) {
 // floodRecorder is the ledger, except that the refusals of one actor are
 // only counted (so a test can flood without writing them all).
 type floodRecorder struct {
-	*store.DB
+	*sqlite.DB
 	actor string
 	n     int
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // t0 is a Monday, 10:00 UTC.
@@ -139,7 +139,7 @@ func testPolicies() []*approval.Policy {
 
 type env struct {
 	svc *approval.Service
-	db  *store.DB
+	db  *sqlite.DB
 	clk *testClock
 }
 
@@ -148,7 +148,7 @@ type env struct {
 func newEnv(t *testing.T, dir approval.Directory) *env {
 	t.Helper()
 	clk := &testClock{t: t0}
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), store.WithClock(clk.now))
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), sqlite.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func checkErr(t *testing.T, err error, kind error, code string) {
 	}
 }
 
-func verifyLedger(t *testing.T, db *store.DB) {
+func verifyLedger(t *testing.T, db *sqlite.DB) {
 	t.Helper()
 	if _, err := db.Verify(t.Context()); err != nil {
 		t.Errorf("ledger does not verify: %v", err)
@@ -820,7 +820,7 @@ func TestReadsDoNotWrite(t *testing.T) {
 	grant := e.create(t, "alice", "staging", 10*time.Minute) // auto-approved
 	countEvents := func() int {
 		n := 0
-		if err := e.db.ListEvents(t.Context(), store.EventFilter{}, func(*ca.Event) error { n++; return nil }); err != nil {
+		if err := e.db.ListEvents(t.Context(), ca.EventFilter{}, func(*ca.Event) error { n++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return n

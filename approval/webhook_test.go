@@ -18,7 +18,7 @@ import (
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/approval/notify"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // The webhook is a Notifier; it cannot say so itself without importing
@@ -111,7 +111,7 @@ func (l *lockedBuffer) String() string {
 func newWebhookEnv(t *testing.T, w approval.Notifier) *env {
 	t.Helper()
 	clk := &testClock{t: t0}
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), store.WithClock(clk.now))
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), sqlite.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}

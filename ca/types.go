@@ -170,6 +170,11 @@ const (
 	// EventReviewRefused: a review was not accepted (data "event", "code"
 	// and "reason").
 	EventReviewRefused = "review.refused"
+	// EventRowsBound is the event that binds rows no other event binds: a
+	// request changed without events (tests and tools), and, written by
+	// the ledger's migration 0005, each request and the certificates that
+	// were already in a ledger created before row bindings existed.
+	EventRowsBound = "ledger.rows_bound"
 )
 
 // RequestChange is one atomic change to a request: the request's new state,

@@ -1,13 +1,11 @@
-// Package store is the jit-ssh ledger: a SQLite database (modernc.org/sqlite,
-// no cgo) in WAL mode holding requests, reviews, certificates and a
-// hash-chained event log. Every request, review and certificate row is
-// bound to the chain (bind.go): the event that last changed it holds the
-// digest of its content, so Verify names a row changed behind the server's
-// back, and GetRequest refuses one before the server decides from it.
-// VerifyTail checks the rows no signed checkpoint covers yet (tail.go).
-// Schema migrations are embedded and versioned.
+// Package store is the contract of the jit-ssh ledger: the small
+// interfaces its consumers use (Ledger composes them), the sentinel errors
+// and error types an implementation returns, and the shared value types
+// that are not ca's (Checkpoint, TailResult). It holds no implementation:
+// the SQLite ledger is store/sqlite, and package store/storetest is the
+// contract test suite every implementation passes.
 //
-// Writes go through one connection, each in an IMMEDIATE transaction with
-// synchronous=FULL, so a call that returns nil has been committed durably;
-// reads use a separate pool of read-only connections.
+// The value types consumers pass in and get back (filters, revocation
+// specs, verification results, the report) are ca's, so that packages
+// that know only ca can name them.
 package store

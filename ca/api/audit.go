@@ -20,10 +20,10 @@ import (
 
 // AuditLedger is what the audit and revocation endpoints need.
 type AuditLedger interface {
-	ListEvents(ctx context.Context, f store.EventFilter, fn func(*ca.Event) error) error
-	Verify(ctx context.Context) (store.VerifyResult, error)
-	Report(ctx context.Context, since, now time.Time) (*store.Report, error)
-	Revoke(ctx context.Context, spec store.RevokeSpec, actor, reason string, now time.Time) (*store.Revocation, error)
+	ListEvents(ctx context.Context, f ca.EventFilter, fn func(*ca.Event) error) error
+	Verify(ctx context.Context) (ca.VerifyResult, error)
+	Report(ctx context.Context, since, now time.Time) (*ca.Report, error)
+	Revoke(ctx context.Context, spec ca.RevokeSpec, actor, reason string, now time.Time) (*ca.Revocation, error)
 	RevokedSerials(ctx context.Context, notAfter time.Time) (map[string][]uint64, uint64, error)
 }
 
@@ -69,9 +69,9 @@ type VerifyResult struct {
 	Certificates int64 `json:"certificates"`
 }
 
-// NewVerifyResult turns the outcome of store.DB.Verify into the API's
+// NewVerifyResult turns the outcome of store.Verifier.Verify into the API's
 // form. Errors other than a *store.ChainError are returned as they are.
-func NewVerifyResult(res store.VerifyResult, err error) (VerifyResult, error) {
+func NewVerifyResult(res ca.VerifyResult, err error) (VerifyResult, error) {
 	out := VerifyResult{OK: err == nil, Rows: res.Rows, Head: res.Head, Checkpoints: res.Checkpoints, SidecarCheckpoints: res.SidecarCheckpoints,
 		LastCheckpointRow: res.LastCheckpointRow, LastCheckpointAt: timePtr(res.LastCheckpointAt), UnanchoredRows: res.Unanchored,
 		CheckpointKeys: res.CheckpointKeys, RowsChecked: res.RowsChecked, Requests: res.Requests, Reviews: res.Reviews, Certificates: res.Certificates}
@@ -155,7 +155,7 @@ func (s *Server) ownUnlessAuditor(w http.ResponseWriter, r *http.Request, login,
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string) {
 	q := r.URL.Query()
-	f := store.EventFilter{Actor: q.Get("user"), Type: q.Get("type"), RequestID: q.Get("request_id"), Group: q.Get("group")}
+	f := ca.EventFilter{Actor: q.Get("user"), Type: q.Get("type"), RequestID: q.Get("request_id"), Group: q.Get("group")}
 	var errs [3]error
 	f.Since, errs[0] = parseTimeParam(q, "since")
 	f.Until, errs[1] = parseTimeParam(q, "until")
@@ -299,7 +299,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, login string) {
 }
 
 // authorizeRevocation checks the body and whether login may revoke it.
-func (s *Server) authorizeRevocation(ctx context.Context, login string, body RevokeRequest) (store.RevokeSpec, error) {
+func (s *Server) authorizeRevocation(ctx context.Context, login string, body RevokeRequest) (ca.RevokeSpec, error) {
 	n := 0
 	for _, v := range []string{body.Serial, body.RequestID, body.User} {
 		if v != "" {
@@ -307,40 +307,40 @@ func (s *Server) authorizeRevocation(ctx context.Context, login string, body Rev
 		}
 	}
 	if n != 1 {
-		return store.RevokeSpec{}, fmt.Errorf("%w: give exactly one of serial, request_id or user", errBadInput)
+		return ca.RevokeSpec{}, fmt.Errorf("%w: give exactly one of serial, request_id or user", errBadInput)
 	}
 	if body.Reason == "" || len(body.Reason) > 1000 {
-		return store.RevokeSpec{}, fmt.Errorf("%w: a reason (at most 1000 characters) is required", errBadInput)
+		return ca.RevokeSpec{}, fmt.Errorf("%w: a reason (at most 1000 characters) is required", errBadInput)
 	}
 	if err := approval.CheckFreeText("reason", body.Reason, approval.MaxReasonLen); err != nil {
-		return store.RevokeSpec{}, err
+		return ca.RevokeSpec{}, err
 	}
 	switch {
 	case body.Serial != "":
 		serial, err := strconv.ParseUint(body.Serial, 10, 64)
 		if err != nil || serial == 0 {
-			return store.RevokeSpec{}, fmt.Errorf("%w: serial must be a positive decimal number", errBadInput)
+			return ca.RevokeSpec{}, fmt.Errorf("%w: serial must be a positive decimal number", errBadInput)
 		}
 		c, err := s.ledger.GetCertificate(ctx, serial)
 		if errors.Is(err, store.ErrNotFound) {
-			return store.RevokeSpec{}, &approval.Error{Kind: approval.ErrNotFound, Code: "unknown_certificate",
+			return ca.RevokeSpec{}, &approval.Error{Kind: approval.ErrNotFound, Code: "unknown_certificate",
 				Message: fmt.Sprintf("no certificate has serial %d; find serials with 'jit-ssh audit certs'", serial)}
 		}
 		if err != nil {
-			return store.RevokeSpec{}, err
+			return ca.RevokeSpec{}, err
 		}
-		return store.RevokeSpec{Serial: serial}, s.svc.CanRevoke(ctx, login, c.Requester, c.HostGroup)
+		return ca.RevokeSpec{Serial: serial}, s.svc.CanRevoke(ctx, login, c.Requester, c.HostGroup)
 	case body.RequestID != "":
 		req, err := s.svc.RequestToRevoke(ctx, login, body.RequestID)
 		if err != nil {
-			return store.RevokeSpec{}, err
+			return ca.RevokeSpec{}, err
 		}
-		return store.RevokeSpec{RequestID: req.ID}, s.svc.CanRevoke(ctx, login, req.Requester, req.HostGroup)
+		return ca.RevokeSpec{RequestID: req.ID}, s.svc.CanRevoke(ctx, login, req.Requester, req.HostGroup)
 	default:
 		if ca.CheckLogin(body.User) != nil {
-			return store.RevokeSpec{}, fmt.Errorf("%w: user %q is not a valid login", errBadInput, body.User)
+			return ca.RevokeSpec{}, fmt.Errorf("%w: user %q is not a valid login", errBadInput, body.User)
 		}
-		return store.RevokeSpec{User: body.User}, s.svc.CanRevoke(ctx, login, body.User, "")
+		return ca.RevokeSpec{User: body.User}, s.svc.CanRevoke(ctx, login, body.User, "")
 	}
 }
 

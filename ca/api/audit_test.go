@@ -20,7 +20,7 @@ import (
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // t0 is a Monday, 10:00 UTC.
@@ -42,7 +42,7 @@ type testServer struct {
 	url   string
 	clock *clock
 	svc   *approval.Service
-	db    *store.DB
+	db    *sqlite.DB
 	hs    *httptest.Server
 }
 
@@ -57,7 +57,7 @@ func newTestServer(t *testing.T) *testServer {
 func newTestServerAt(t *testing.T, path string) *testServer {
 	t.Helper()
 	clk := &clock{t: t0}
-	db, err := store.Open(t.Context(), path, store.WithClock(clk.now))
+	db, err := sqlite.Open(t.Context(), path, sqlite.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // The hardening tests of this package (bad input, the authorisation matrix,
@@ -86,7 +86,7 @@ func hardPolicies() []*approval.Policy {
 type hardFixture struct {
 	t     testing.TB
 	clock *hardClock
-	db    *store.DB
+	db    *sqlite.DB
 	srv   *Server
 	ts    *httptest.Server
 	svc   *approval.Service
@@ -100,7 +100,7 @@ func newHardFixture(t testing.TB, opts ...ServerOption) *hardFixture {
 	ctx := context.Background()
 	dir := t.TempDir()
 	clock := &hardClock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)}
-	db, err := store.Open(ctx, filepath.Join(dir, "ledger.db"), store.WithClock(clock.now))
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "ledger.db"), sqlite.WithClock(clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func (f *hardFixture) issue(login, id string) string {
 func (f *hardFixture) serials() []uint64 {
 	f.t.Helper()
 	var out []uint64
-	err := f.db.ListCertificates(context.Background(), store.CertFilter{}, func(c *ca.Certificate) error {
+	err := f.db.ListCertificates(context.Background(), ca.CertFilter{}, func(c *ca.Certificate) error {
 		out = append(out, c.Serial)
 		return nil
 	})

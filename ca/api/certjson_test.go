@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // encodingJSON is what stream wrote for every row before appendJSON: a
@@ -229,7 +228,7 @@ func TestCertificateListingIsWhatEncodingJSONWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := f.db.Revoke(ctx, store.RevokeSpec{RequestID: "r-0000000000000003"}, "root", "lost", f.clock.now().Add(time.Second)); err != nil {
+	if _, err := f.db.Revoke(ctx, ca.RevokeSpec{RequestID: "r-0000000000000003"}, "root", "lost", f.clock.now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -237,7 +236,7 @@ func TestCertificateListingIsWhatEncodingJSONWrites(t *testing.T) {
 	enc := json.NewEncoder(&want)
 	enc.SetEscapeHTML(false)
 	rows := 0
-	if err := f.db.ListCertificates(ctx, store.CertFilter{}, func(c *ca.Certificate) error {
+	if err := f.db.ListCertificates(ctx, ca.CertFilter{}, func(c *ca.Certificate) error {
 		rows++
 		return enc.Encode(certificateView(c))
 	}); err != nil {

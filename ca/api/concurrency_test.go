@@ -21,7 +21,7 @@ import (
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // Load of TestConcurrentLoginsReviewsAudits.
@@ -45,11 +45,11 @@ func concPolicies() []*approval.Policy {
 // concServer runs the real service in process (so -race sees the server's
 // code): NewServer on httptest, a SQLite ledger file, the file signer and a
 // static directory.
-func concServer(t *testing.T) (*httptest.Server, *store.DB) {
+func concServer(t *testing.T) (*httptest.Server, *sqlite.DB) {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "ledger.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestConcurrentLoginsReviewsAudits(t *testing.T) {
 		t.Errorf("clients received %d certificates, want %d", certs.Load(), want)
 	}
 	var inLedger int64
-	if err := db.ListCertificates(ctx, store.CertFilter{}, func(*ca.Certificate) error { inLedger++; return nil }); err != nil {
+	if err := db.ListCertificates(ctx, ca.CertFilter{}, func(*ca.Certificate) error { inLedger++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if inLedger != certs.Load() {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // BenchmarkIssueHTTP is POST /v1/certificates on an open grant through the
@@ -34,7 +34,7 @@ func BenchmarkIssueHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	// The ledger signs like the server's: checkpoints with the CA's file key.
-	db, err := store.Open(ctx, filepath.Join(dir, "ledger.db"), store.WithCheckpointSigner(signer.DataSigner()))
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "ledger.db"), sqlite.WithCheckpointSigner(signer.DataSigner()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // requestsOf counts login's requests in the ledger.
@@ -274,7 +273,7 @@ type slowLedger struct {
 	delay time.Duration
 }
 
-func (s *slowLedger) ListCertificates(ctx context.Context, f store.CertFilter, fn func(*ca.Certificate) error) error {
+func (s *slowLedger) ListCertificates(ctx context.Context, f ca.CertFilter, fn func(*ca.Certificate) error) error {
 	return s.Store.ListCertificates(ctx, f, func(c *ca.Certificate) error {
 		time.Sleep(s.delay)
 		return fn(c)
@@ -285,7 +284,7 @@ func (s *slowLedger) ListCertificates(ctx context.Context, f store.CertFilter, f
 func (f *hardFixture) eventCount() int {
 	f.t.Helper()
 	n := 0
-	if err := f.db.ListEvents(context.Background(), store.EventFilter{}, func(*ca.Event) error { n++; return nil }); err != nil {
+	if err := f.db.ListEvents(context.Background(), ca.EventFilter{}, func(*ca.Event) error { n++; return nil }); err != nil {
 		f.t.Fatal(err)
 	}
 	return n
@@ -339,7 +338,7 @@ func TestWriteBudgetCutsOffAFlood(t *testing.T) {
 		t.Errorf("the flood wrote %d events for %d served calls, want at most %d (identical refusals counted)", added, served, served-3)
 	}
 	reviewRefusals := 0
-	if err := f.db.ListEvents(context.Background(), store.EventFilter{Type: "review.refused"}, func(*ca.Event) error { reviewRefusals++; return nil }); err != nil {
+	if err := f.db.ListEvents(context.Background(), ca.EventFilter{Type: "review.refused"}, func(*ca.Event) error { reviewRefusals++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if reviewRefusals != 1 {

@@ -30,9 +30,11 @@ const (
 // Ledger is what the service reads directly. (Refusals are recorded
 // through approval.Service, which counts identical ones.)
 type Ledger interface {
-	ListCertificates(ctx context.Context, f store.CertFilter, fn func(*ca.Certificate) error) error
+	ListCertificates(ctx context.Context, f ca.CertFilter, fn func(*ca.Certificate) error) error
 	GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error)
 	Ping(ctx context.Context) error
+	// Stats gives /metrics the ledger's counters (store.Health).
+	Stats(ctx context.Context) (store.Stats, error)
 }
 
 // Store is the whole ledger the service uses.
@@ -588,9 +590,9 @@ func parseTimeParam(q map[string][]string, name string) (time.Time, error) {
 }
 
 // certFilter reads the audit filters of GET /v1/certificates.
-func certFilter(r *http.Request) (store.CertFilter, error) {
+func certFilter(r *http.Request) (ca.CertFilter, error) {
 	q := r.URL.Query()
-	f := store.CertFilter{User: q.Get("user"), Group: q.Get("group")}
+	f := ca.CertFilter{User: q.Get("user"), Group: q.Get("group")}
 	if f.User != "" && ca.CheckLogin(f.User) != nil {
 		return f, fmt.Errorf("%w: user %q is not a valid login", errBadInput, f.User)
 	}

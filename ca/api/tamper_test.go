@@ -10,7 +10,6 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // TestNoCertificateUnderAForgedApproval approves a pending request by
@@ -58,7 +57,7 @@ func TestNoCertificateUnderAForgedApproval(t *testing.T) {
 		t.Errorf("verify = %+v, want it to name requests row %s", v, req.ID)
 	}
 	var n int
-	if err := s.db.ListCertificates(ctx, store.CertFilter{}, func(*ca.Certificate) error { n++; return nil }); err != nil {
+	if err := s.db.ListCertificates(ctx, ca.CertFilter{}, func(*ca.Certificate) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {

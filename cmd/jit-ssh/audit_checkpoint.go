@@ -36,7 +36,7 @@ func checkpointSigner(cfg *config.Server, signer ca.Signer) (ssh.Signer, error) 
 // checkpoint signs the chain head now and logs it, so the server log (and
 // whatever ships it off the host) holds a copy an attacker on the host
 // cannot reach.
-func checkpoint(ctx context.Context, db *store.DB, log *slog.Logger) {
+func checkpoint(ctx context.Context, db store.Checkpointer, log *slog.Logger) {
 	cp, err := db.Checkpoint(ctx)
 	if err != nil {
 		log.Warn("ledger checkpoint failed", slog.String("error", err.Error()))
@@ -47,7 +47,7 @@ func checkpoint(ctx context.Context, db *store.DB, log *slog.Logger) {
 	}
 }
 
-func checkpointLoop(ctx context.Context, db *store.DB, log *slog.Logger) {
+func checkpointLoop(ctx context.Context, db store.Checkpointer, log *slog.Logger) {
 	t := time.NewTicker(CheckpointInterval)
 	defer t.Stop()
 	for {

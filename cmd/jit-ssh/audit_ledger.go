@@ -21,7 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca/api"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // csvOK marks commands that accept --output csv.
@@ -268,21 +268,21 @@ checked against the key it carries and the keys seen are printed.`,
 
 // verifyLocal verifies a ledger file read-only.
 func verifyLocal(ctx context.Context, ledger, checkpoints string, keyFiles []string) (api.VerifyResult, error) {
-	opts := []store.Option{}
+	opts := []sqlite.Option{}
 	if checkpoints != "" {
 		if _, err := os.Stat(checkpoints); err != nil {
 			return api.VerifyResult{}, fmt.Errorf("reading the checkpoint file: %w", err)
 		}
-		opts = append(opts, store.WithCheckpointFile(checkpoints))
+		opts = append(opts, sqlite.WithCheckpointFile(checkpoints))
 	}
 	for _, f := range keyFiles {
 		keys, err := readPublicKeys(f)
 		if err != nil {
 			return api.VerifyResult{}, err
 		}
-		opts = append(opts, store.WithCheckpointKeys(keys...))
+		opts = append(opts, sqlite.WithCheckpointKeys(keys...))
 	}
-	db, err := store.OpenReadOnly(ctx, ledger, opts...)
+	db, err := sqlite.OpenReadOnly(ctx, ledger, opts...)
 	if err != nil {
 		return api.VerifyResult{}, fmt.Errorf("opening the ledger %s: %w", ledger, err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
-	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 type serveOptions struct {
@@ -100,8 +100,8 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.LedgerPath(),
-		store.WithCheckpointSigner(ckSigner), store.WithCheckpointKeys(trusted...))
+	db, err := sqlite.Open(ctx, cfg.LedgerPath(),
+		sqlite.WithCheckpointSigner(ckSigner), sqlite.WithCheckpointKeys(trusted...))
 	if err != nil {
 		return fmt.Errorf("opening the ledger: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
 // certsPerUser fixes the size of a user query's answer whatever the ledger
@@ -50,10 +51,10 @@ func sqlite3Bin() (string, error) {
 // certificate rows carry no bindings (the bench never decides from them),
 // everything else is what the server writes; a checkpoint signed with the
 // data dir's CA key anchors its last row (anchorLedger). The schema comes
-// from store.Open, the rows from the sqlite3 CLI (bulk insert in C is many
+// from sqlite.Open, the rows from the sqlite3 CLI (bulk insert in C is many
 // times faster than through database/sql).
 func generateLedger(ctx context.Context, sqlite3, path string, n int, end time.Time) error {
-	db, err := store.Open(ctx, path)
+	db, err := sqlite.Open(ctx, path)
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func chainLedger(ctx context.Context, path string) (string, error) {
 			break
 		}
 		for _, r := range batch {
-			h := store.EventRowHash(r.id, r.at, r.actor, r.typ, r.reqID, uint64(r.serial), r.data, prev) //nolint:gosec // bit-for-bit
+			h := sqlite.EventRowHash(r.id, r.at, r.actor, r.typ, r.reqID, uint64(r.serial), r.data, prev) //nolint:gosec // bit-for-bit
 			if _, err := upd.ExecContext(ctx, prev, h, r.id); err != nil {
 				return "", err
 			}
@@ -319,7 +320,7 @@ func measureAudit(ctx context.Context, cfg config, srv *jitServer, sqlite3, ledg
 	var res auditResult
 	env := []string{"HOME=" + srv.Dir, "JIT_SSH_SERVER=" + srv.URL, "JIT_SSH_TOKEN=dev-carol"}
 	user := "u00007"
-	// The server's own query (store.ListCertificates with User set).
+	// The server's own query (sqlite.DB.ListCertificates with User set).
 	q := `SELECT c.serial, c.key_id, c.host_group, c.principals, c.valid_after, c.valid_before, c.requester, c.request_id, c.approvers, c.fingerprint, c.ca_fingerprint, c.certificate, c.issued_at, c.revoked_at, coalesce(r.reason, '')
 		FROM certificates c LEFT JOIN requests r ON r.id = c.request_id WHERE c.requester = '` + user + `' ORDER BY c.issued_at DESC`
 	hc := newHTTPClient(1)
