@@ -411,8 +411,9 @@ func TestLoginFlow(t *testing.T) {
 				t.Fatalf("login error = %v, want one containing %q", err, tt.wantErr)
 			}
 			if tt.errIs != nil {
-				if de, ok := tt.errIs.(*deniedError); ok {
-					if !errors.As(err, &de) {
+				var want *deniedError
+				if errors.As(tt.errIs, &want) {
+					if de := want; !errors.As(err, &de) {
 						t.Errorf("login error %v is no deniedError (exit code)", err)
 					}
 				} else if !errors.Is(err, tt.errIs) {

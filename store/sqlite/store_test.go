@@ -51,15 +51,6 @@ func exec(t testing.TB, db *sql.DB, q string, args ...any) {
 	}
 }
 
-func countEvents(t *testing.T, path string) int {
-	t.Helper()
-	var n int
-	if err := rawDB(t, path).QueryRow(`SELECT count(*) FROM events`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestOpenCreatesPrivateFileAndMigrates(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	path := filepath.Join(dir, "ledger.db")
