@@ -14,6 +14,7 @@ var (
 	ErrInvalid         = errors.New("approval: invalid")
 	ErrConflict        = errors.New("approval: conflict")
 	ErrUnavailable     = errors.New("approval: dependency unavailable")
+	ErrInternal        = errors.New("approval: internal failure")
 )
 
 // Error is a decision with a stable machine code and a sentence for people.
