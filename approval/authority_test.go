@@ -19,6 +19,9 @@ import (
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
+// The SQLite ledger is an Authority's ledger.
+var _ approval.Ledger = (*store.DB)(nil)
+
 // authority returns the certificate use cases over e, with a file signer.
 func (e *env) authority(t *testing.T) *approval.Authority {
 	t.Helper()

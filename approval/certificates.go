@@ -68,3 +68,15 @@ func (a *Authority) CAKeys(ctx context.Context) ([]ssh.PublicKey, error) {
 	}
 	return out, nil
 }
+
+// HostGroup returns the policy of group for publishing: hosts ask for a
+// group's principals to configure sshd (the caller shows only the name and
+// principals; teams and limits stay private). An unknown or malformed name
+// is not found, without the list of known groups.
+func (a *Authority) HostGroup(group string) (*Policy, error) {
+	p := a.svc.Policy(group)
+	if ca.CheckGroup(group) != nil || p == nil {
+		return nil, newErr(ErrNotFound, "unknown_host_group", "unknown host group %q", group)
+	}
+	return p, nil
+}

@@ -335,10 +335,9 @@ func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
 // getHostGroup publishes a group's name and principals, which a host
 // operator needs for 'jit-ssh host config'. Teams and limits stay private.
 func (s *Server) getHostGroup(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	p := s.svc.Policy(name)
-	if ca.CheckGroup(name) != nil || p == nil {
-		writeError(w, http.StatusNotFound, "unknown_host_group", fmt.Sprintf("unknown host group %q", name))
+	p, err := s.authority.HostGroup(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, HostGroup{Name: p.Group, Principals: orEmpty(p.Principals)})
@@ -512,9 +511,15 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, login string) {
 	writeJSON(w, http.StatusCreated, certificateView(rec))
 }
 
-// parseTimeParam reads the time parameter name (approval.ParseTime).
+// parseTimeParam reads the time parameter name by approval.ParseTime's
+// rule; its error is errBadInput, so the errors of several parameters are
+// answered together.
 func parseTimeParam(q url.Values, name string) (time.Time, error) {
-	return approval.ParseTime(name, q.Get(name))
+	t, err := approval.ParseTime(name, q.Get(name))
+	if err != nil {
+		return t, fmt.Errorf("%w: %w", errBadInput, err)
+	}
+	return t, nil
 }
 
 // certFilter reads the audit filters of GET /v1/certificates.
