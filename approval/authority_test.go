@@ -64,8 +64,8 @@ func TestFailure(t *testing.T) {
 	}
 }
 
-// TestIssueCertificateRecordsRefusals: a refused issuance is an
-// issue.refused event with the code and reason the caller is told; an
+// TestIssueCertificateRecordsRefusals: a refused issuance is a
+// certificate.refused event with the code and reason the caller is told; an
 // issued one is none.
 func TestIssueCertificateRecordsRefusals(t *testing.T) {
 	e := newEnv(t, nil)

@@ -14,9 +14,10 @@ import (
 // (Authorize), then sign and record through the issuer, which hands the
 // certificate out only once the ledger holds it. It needs WithIssuer.
 //
-// Every failure but a failed sign-in is recorded as an issue.refused event
-// (identical ones counted, see RefusalWindow) with the code and reason the
-// caller is told (Failure), so the ledger shows each refused attempt.
+// Every failure but a failed sign-in is recorded as a certificate.refused
+// event (ca.EventIssueRefused; identical ones counted, see RefusalWindow)
+// with the code and reason the caller is told (Failure), so the ledger
+// shows each refused attempt.
 func (a *Authority) IssueCertificate(ctx context.Context, login, requestID, publicKey string) (_ *ca.Certificate, err error) {
 	defer func() {
 		if err != nil {
