@@ -21,6 +21,9 @@ var (
 	// ErrUnavailable is ca.ErrUnavailable, the error an identity provider
 	// wraps when it cannot answer.
 	ErrUnavailable = ca.ErrUnavailable
+	// ErrInternal is a failure that is none of the above (a bug, a ledger
+	// row that does not match the event log): answered without detail.
+	ErrInternal = errors.New("approval: internal failure")
 )
 
 // Error is a decision with a stable machine code and a sentence for people.
@@ -100,4 +103,12 @@ const (
 	CodeRequestClosed = "request_closed"
 	// CodeGrantEnded: the grant is over; no certificate may be issued.
 	CodeGrantEnded = "grant_ended"
+
+	// CodeInvalidInput: input that is not well formed (a parameter, a
+	// field, a body).
+	CodeInvalidInput = "invalid_input"
+	// CodeNotAnAuditor: a read only auditors may make.
+	CodeNotAnAuditor = "not_an_auditor"
+	// CodeUnknownCertificate: no certificate has the serial to revoke.
+	CodeUnknownCertificate = "unknown_certificate"
 )

@@ -2,7 +2,10 @@ package approval
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jit-ssh/jit-ssh/ca"
@@ -56,4 +59,110 @@ func (s *Service) RequestToRevoke(ctx context.Context, login, id string) (*ca.Re
 		}
 		return s.IsAdmin(ctx, login)
 	})
+}
+
+// RevokeOrder is what a caller asks to revoke: exactly one of Serial (a
+// decimal serial, as written), RequestID or User, and why.
+type RevokeOrder struct {
+	Serial, RequestID, User string
+	Reason                  string
+}
+
+// Revoke revokes what o names for login, who must be allowed to (CanRevoke:
+// the owner, an approver of the group, or an admin; a whole user's access
+// only the user and admins): the certificates are revoked and the grants
+// they were issued under end, in one ledger transaction stamped now. A
+// request login may not read does not exist for it (RequestToRevoke). It
+// needs WithLedger.
+func (a *Authority) Revoke(ctx context.Context, login string, o RevokeOrder) (*ca.Revocation, error) {
+	spec, err := a.authorizeRevocation(ctx, login, o)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.revoker.Revoke(ctx, spec, login, o.Reason, a.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	serials := make([]string, 0, len(res.Serials))
+	for _, serial := range res.Serials {
+		serials = append(serials, strconv.FormatUint(serial, 10))
+	}
+	a.svc.log.LogAttrs(ctx, slog.LevelInfo, "revoked", slog.String("actor", login), slog.Any("serials", serials),
+		slog.Any("ended_grants", nonNil(res.EndedGrants)), slog.String("reason", o.Reason))
+	return res, nil
+}
+
+// authorizeRevocation checks o and whether login may revoke it, and returns
+// what the ledger is to revoke.
+func (a *Authority) authorizeRevocation(ctx context.Context, login string, o RevokeOrder) (ca.RevokeSpec, error) {
+	n := 0
+	for _, v := range []string{o.Serial, o.RequestID, o.User} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return ca.RevokeSpec{}, invalidInput("give exactly one of serial, request_id or user")
+	}
+	if o.Reason == "" || len(o.Reason) > MaxReasonLen {
+		return ca.RevokeSpec{}, invalidInput("a reason (at most %d characters) is required", MaxReasonLen)
+	}
+	if err := CheckFreeText("reason", o.Reason, MaxReasonLen); err != nil {
+		return ca.RevokeSpec{}, err
+	}
+	switch {
+	case o.Serial != "":
+		serial, err := strconv.ParseUint(o.Serial, 10, 64)
+		if err != nil || serial == 0 {
+			return ca.RevokeSpec{}, invalidInput("serial must be a positive decimal number")
+		}
+		c, err := a.certs.GetCertificate(ctx, serial)
+		if errors.Is(err, ca.ErrNotFound) {
+			return ca.RevokeSpec{}, newErr(ErrNotFound, CodeUnknownCertificate, "no certificate has serial %d; find serials with 'jit-ssh audit certs'", serial)
+		}
+		if err != nil {
+			return ca.RevokeSpec{}, err
+		}
+		return ca.RevokeSpec{Serial: serial}, a.svc.CanRevoke(ctx, login, c.Requester, c.HostGroup)
+	case o.RequestID != "":
+		req, err := a.svc.RequestToRevoke(ctx, login, o.RequestID)
+		if err != nil {
+			return ca.RevokeSpec{}, err
+		}
+		return ca.RevokeSpec{RequestID: req.ID}, a.svc.CanRevoke(ctx, login, req.Requester, req.HostGroup)
+	default:
+		if ca.CheckLogin(o.User) != nil {
+			return ca.RevokeSpec{}, invalidInput("user %q is not a valid login", o.User)
+		}
+		return ca.RevokeSpec{User: o.User}, a.svc.CanRevoke(ctx, login, o.User, "")
+	}
+}
+
+// KRL returns the binary OpenSSH KRL of the ledger's revocations and its
+// version: every revoked serial that has not expired (within ca.DefaultSkew)
+// listed under every CA key hosts trust (CAKeys). Serials are unique in the
+// ledger, so this revokes nothing else, and a certificate row whose
+// ca_fingerprint was edited outside the server cannot drop its revocation
+// out of the KRL that way. It needs WithLedger and WithSigner.
+func (a *Authority) KRL(ctx context.Context) (krl []byte, version uint64, err error) {
+	now := a.now()
+	bySerial, version, err := a.revoker.RevokedSerials(ctx, now.Add(-ca.DefaultSkew))
+	if err != nil {
+		return nil, 0, err
+	}
+	keys, err := a.CAKeys(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var all []uint64
+	for _, serials := range bySerial {
+		all = append(all, serials...)
+	}
+	var sets []ca.RevokedSerials
+	if len(all) > 0 {
+		for _, k := range keys {
+			sets = append(sets, ca.RevokedSerials{CA: k, Serials: all})
+		}
+	}
+	return ca.MarshalKRL(version, now, "jit-ssh", sets), version, nil
 }

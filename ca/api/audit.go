@@ -2,7 +2,6 @@ package api
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,21 +10,9 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
-
-// AuditLedger is what the audit and revocation endpoints need.
-type AuditLedger interface {
-	ListEvents(ctx context.Context, f ca.EventFilter, fn func(*ca.Event) error) error
-	Verify(ctx context.Context) (ca.VerifyResult, error)
-	Report(ctx context.Context, since, now time.Time) (*ca.Report, error)
-	Revoke(ctx context.Context, spec ca.RevokeSpec, actor, reason string, now time.Time) (*ca.Revocation, error)
-	RevokedSerials(ctx context.Context, notAfter time.Time) (map[string][]uint64, uint64, error)
-}
 
 // Event is an audit event as the API shows it.
 type Event struct {
@@ -69,13 +56,14 @@ type VerifyResult struct {
 	Certificates int64 `json:"certificates"`
 }
 
-// NewVerifyResult turns the outcome of store.Verifier.Verify into the API's
-// form. Errors other than a *store.ChainError are returned as they are.
+// NewVerifyResult turns the outcome of a ledger's Verify (store.Verifier,
+// approval.Authority.Verify) into the API's form. Errors other than an
+// *approval.ChainError are returned as they are.
 func NewVerifyResult(res ca.VerifyResult, err error) (VerifyResult, error) {
 	out := VerifyResult{OK: err == nil, Rows: res.Rows, Head: res.Head, Checkpoints: res.Checkpoints, SidecarCheckpoints: res.SidecarCheckpoints,
 		LastCheckpointRow: res.LastCheckpointRow, LastCheckpointAt: timePtr(res.LastCheckpointAt), UnanchoredRows: res.Unanchored,
 		CheckpointKeys: res.CheckpointKeys, RowsChecked: res.RowsChecked, Requests: res.Requests, Reviews: res.Reviews, Certificates: res.Certificates}
-	var ce *store.ChainError
+	var ce *approval.ChainError
 	switch {
 	case errors.As(err, &ce):
 		out.Head, out.BadRow, out.BadTable, out.BadKey, out.Problem = "", ce.Row, ce.Table, ce.Key, ce.Reason
@@ -120,39 +108,6 @@ type RevokeResult struct {
 	CancelledRequests []string `json:"cancelled_requests,omitempty"`
 }
 
-// requireAuditor writes 403 and returns false unless login is an auditor.
-func (s *Server) requireAuditor(w http.ResponseWriter, r *http.Request, login string) bool {
-	ok, err := s.svc.IsAuditor(r.Context(), login)
-	if err != nil {
-		s.fail(w, r, err)
-		return false
-	}
-	if !ok {
-		writeError(w, http.StatusForbidden, "not_an_auditor", login+" is not a member of an auditor team")
-	}
-	return ok
-}
-
-// ownUnlessAuditor scopes a listing: auditors may list anyone's, others
-// only their own. asked is the user the caller filtered on ("" for none);
-// a non-auditor asking for someone else gets 403 (written here, ok false).
-// narrow reports that the listing must be limited to login.
-func (s *Server) ownUnlessAuditor(w http.ResponseWriter, r *http.Request, login, asked, refusal string) (narrow, ok bool) {
-	auditor, err := s.svc.IsAuditor(r.Context(), login)
-	if err != nil {
-		s.fail(w, r, err)
-		return false, false
-	}
-	if auditor {
-		return false, true
-	}
-	if asked != "" && asked != login {
-		writeError(w, http.StatusForbidden, "not_an_auditor", refusal)
-		return false, false
-	}
-	return true, true
-}
-
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string) {
 	q := r.URL.Query()
 	f := ca.EventFilter{Actor: q.Get("user"), Type: q.Get("type"), RequestID: q.Get("request_id"), Group: q.Get("group")}
@@ -169,17 +124,8 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, login string
 		s.fail(w, r, err)
 		return
 	}
-	narrow, ok := s.ownUnlessAuditor(w, r, login, f.Actor, "only auditors may read other users' events")
-	if !ok {
-		return
-	}
-	if narrow {
-		// Others see their own story: what they did, and what happened
-		// to their requests.
-		f.Involving = login
-	}
 	s.stream(w, r, func(emit func(any) error) error {
-		return s.audit.ListEvents(r.Context(), f, func(ev *ca.Event) error {
+		return s.authority.ListEvents(r.Context(), login, f, func(ev *ca.Event) error {
 			out := Event{ID: ev.ID, Time: ev.Time, Actor: ev.Actor, Type: ev.Type, RequestID: ev.RequestID, Data: ev.Data}
 			if ev.Serial != 0 {
 				out.Serial = strconv.FormatUint(ev.Serial, 10)
@@ -240,10 +186,7 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, login string) {
-	if !s.requireAuditor(w, r, login) {
-		return
-	}
-	res, err := NewVerifyResult(s.audit.Verify(r.Context()))
+	res, err := NewVerifyResult(s.authority.Verify(r.Context(), login))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -252,21 +195,13 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, login string) {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request, login string) {
-	if !s.requireAuditor(w, r, login) {
-		return
-	}
-	since, err := parseTimeParam(r.URL.Query(), "since")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rep, err := s.audit.Report(r.Context(), since, s.now())
+	rep, err := s.authority.Report(r.Context(), login, r.URL.Query().Get("since"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, Report{
-		Since: timePtr(since), Requests: rep.Requests, Approved: rep.Approved, Denied: rep.Denied, Expired: rep.Expired,
+		Since: timePtr(rep.Since), Requests: rep.Requests, Approved: rep.Approved, Denied: rep.Denied, Expired: rep.Expired,
 		Cancelled: rep.Cancelled, Pending: rep.Pending, ApprovalRate: rep.ApprovalRate,
 		MedianToApprovalSeconds: rep.MedianToApproval.Seconds(), P95ToApprovalSeconds: rep.P95ToApproval.Seconds(),
 		MedianGrantLengthSeconds: rep.MedianGrantLength.Seconds(), CertsIssued: rep.CertsIssued, OpenGrantsNow: rep.OpenGrantsNow,
@@ -279,12 +214,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, login string) {
 		s.fail(w, r, err)
 		return
 	}
-	spec, err := s.authorizeRevocation(r.Context(), login, body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	res, err := s.audit.Revoke(r.Context(), spec, login, body.Reason, s.now().UTC())
+	res, err := s.authority.Revoke(r.Context(), login, approval.RevokeOrder{Serial: body.Serial, RequestID: body.RequestID, User: body.User, Reason: body.Reason})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -293,95 +223,18 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, login string) {
 	for _, serial := range res.Serials {
 		out.Revoked = append(out.Revoked, strconv.FormatUint(serial, 10))
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "revoked", slog.String("actor", login), slog.Any("serials", out.Revoked),
-		slog.Any("ended_grants", out.EndedGrants), slog.String("reason", body.Reason))
 	writeJSON(w, http.StatusOK, out)
 }
 
-// authorizeRevocation checks the body and whether login may revoke it.
-func (s *Server) authorizeRevocation(ctx context.Context, login string, body RevokeRequest) (ca.RevokeSpec, error) {
-	n := 0
-	for _, v := range []string{body.Serial, body.RequestID, body.User} {
-		if v != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return ca.RevokeSpec{}, fmt.Errorf("%w: give exactly one of serial, request_id or user", errBadInput)
-	}
-	if body.Reason == "" || len(body.Reason) > 1000 {
-		return ca.RevokeSpec{}, fmt.Errorf("%w: a reason (at most 1000 characters) is required", errBadInput)
-	}
-	if err := approval.CheckFreeText("reason", body.Reason, approval.MaxReasonLen); err != nil {
-		return ca.RevokeSpec{}, err
-	}
-	switch {
-	case body.Serial != "":
-		serial, err := strconv.ParseUint(body.Serial, 10, 64)
-		if err != nil || serial == 0 {
-			return ca.RevokeSpec{}, fmt.Errorf("%w: serial must be a positive decimal number", errBadInput)
-		}
-		c, err := s.ledger.GetCertificate(ctx, serial)
-		if errors.Is(err, store.ErrNotFound) {
-			return ca.RevokeSpec{}, &approval.Error{Kind: approval.ErrNotFound, Code: "unknown_certificate",
-				Message: fmt.Sprintf("no certificate has serial %d; find serials with 'jit-ssh audit certs'", serial)}
-		}
-		if err != nil {
-			return ca.RevokeSpec{}, err
-		}
-		return ca.RevokeSpec{Serial: serial}, s.svc.CanRevoke(ctx, login, c.Requester, c.HostGroup)
-	case body.RequestID != "":
-		req, err := s.svc.RequestToRevoke(ctx, login, body.RequestID)
-		if err != nil {
-			return ca.RevokeSpec{}, err
-		}
-		return ca.RevokeSpec{RequestID: req.ID}, s.svc.CanRevoke(ctx, login, req.Requester, req.HostGroup)
-	default:
-		if ca.CheckLogin(body.User) != nil {
-			return ca.RevokeSpec{}, fmt.Errorf("%w: user %q is not a valid login", errBadInput, body.User)
-		}
-		return ca.RevokeSpec{User: body.User}, s.svc.CanRevoke(ctx, login, body.User, "")
-	}
-}
-
-// krl serves the binary OpenSSH KRL built from the ledger: every revoked,
-// unexpired serial, under each CA key hosts trust.
+// krl serves the binary OpenSSH KRL of the ledger's revocations
+// (approval.Authority.KRL).
 func (s *Server) krl(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	bySerial, version, err := s.audit.RevokedSerials(r.Context(), now.Add(-ca.DefaultSkew))
+	krl, version, err := s.authority.KRL(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	keys, err := s.caKeys(r.Context())
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %w", ca.ErrSignerUnavailable, err))
-		return
-	}
-	// Every revoked serial is listed under every CA key hosts trust:
-	// serials are unique in the ledger, so this revokes nothing else, and
-	// a certificate row whose ca_fingerprint was edited outside the server
-	// cannot drop its revocation out of the KRL that way.
-	var all []uint64
-	for _, serials := range bySerial {
-		all = append(all, serials...)
-	}
-	var sets []ca.RevokedSerials
-	if len(all) > 0 {
-		for _, k := range keys {
-			sets = append(sets, ca.RevokedSerials{CA: k, Serials: all})
-		}
-	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-KRL-Version", strconv.FormatUint(version, 10))
-	_, _ = w.Write(ca.MarshalKRL(version, now, "jit-ssh", sets))
-}
-
-// caKeys returns the signer's keys and the extra trusted ones.
-func (s *Server) caKeys(ctx context.Context) ([]ssh.PublicKey, error) {
-	keys, err := s.signer.PublicKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return append(keys, s.trusted...), nil
+	_, _ = w.Write(krl)
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/ca"
-	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // Limits of the service.
@@ -27,33 +27,26 @@ const (
 	MaxWait      = 60 * time.Second
 )
 
-// Ledger is what the service reads directly. (Refusals are recorded
-// through approval.Service, which counts identical ones.)
-type Ledger interface {
-	ListCertificates(ctx context.Context, f ca.CertFilter, fn func(*ca.Certificate) error) error
-	GetCertificate(ctx context.Context, serial uint64) (*ca.Certificate, error)
-	Ping(ctx context.Context) error
-	// Stats gives /metrics the ledger's counters (store.Health).
-	Stats(ctx context.Context) (store.Stats, error)
-}
-
-// Store is the whole ledger the service uses.
+// Store is the whole ledger the service uses: what the certificate use
+// cases read and write, and Ping and Stats for GET /healthz and /metrics
+// (approval.Ledger). (Refusals are recorded through approval.Service,
+// which counts identical ones.)
 type Store interface {
-	Ledger
-	AuditLedger
+	approval.Ledger
 }
 
-// Server is the HTTP service.
+// Server is the HTTP service. Each handler decodes the call, makes one
+// call to a use case (svc for requests and reviews, authority for
+// certificates, revocations and the audit log) and encodes the answer.
 type Server struct {
-	svc     *approval.Service
-	issuer  *ca.Issuer
-	signer  ca.Signer
-	ledger  Ledger
-	audit   AuditLedger
-	trusted []ssh.PublicKey // extra CA keys hosts should keep trusting (rotation)
-	log     *slog.Logger
-	now     func() time.Time
-	mux     *http.ServeMux
+	svc       *approval.Service
+	authority *approval.Authority
+	signer    ca.Signer       // for GET /healthz
+	ledger    Store           // for GET /healthz and /metrics
+	trusted   []ssh.PublicKey // extra CA keys hosts should keep trusting (rotation)
+	log       *slog.Logger
+	now       func() time.Time
+	mux       *http.ServeMux
 
 	limits                          Limits
 	reqLimit, certLimit, writeLimit *limiter // nil: no limit
@@ -79,15 +72,19 @@ func WithTrustedKeys(keys []ssh.PublicKey) ServerOption {
 // WithClock sets the clock; nil means time.Now.
 func WithClock(now func() time.Time) ServerOption { return func(s *Server) { s.now = now } }
 
-// NewServer returns the service.
+// NewServer returns the service: svc's request use cases, and the
+// certificate use cases of an approval.Authority over svc that issues
+// through issuer, publishes signer's keys (and WithTrustedKeys') and keeps
+// its records in ledger.
 func NewServer(svc *approval.Service, issuer *ca.Issuer, signer ca.Signer, ledger Store, opts ...ServerOption) *Server {
-	s := &Server{svc: svc, issuer: issuer, signer: signer, ledger: ledger, audit: ledger, log: slog.New(slog.DiscardHandler), now: time.Now}
+	s := &Server{svc: svc, signer: signer, ledger: ledger, log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.authority = approval.NewAuthority(svc, approval.WithIssuer(issuer), approval.WithLedger(ledger), approval.WithSigner(signer, s.trusted...))
 	s.reqLimit, s.certLimit = newLimiter("requests", s.limits.Requests), newLimiter("certificates", s.limits.Certificates)
 	s.writeLimit = newLimiter("ledger writes", s.limits.Writes)
 	s.metrics = newMetrics(time.Now())
@@ -223,41 +220,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, status, code, msg)
 }
 
+// classify maps err to its status, code and message: the errors of
+// decoding here, the rest as approval.Failure describes them.
 func classify(err error) (int, string, string) {
-	var ae *approval.Error
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &ae):
-		return kindStatus(ae.Kind), ae.Code, ae.Message
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)
 	case errors.Is(err, errBadInput):
-		return http.StatusBadRequest, "invalid_input", strings.TrimPrefix(err.Error(), errBadInput.Error()+": ")
+		return http.StatusBadRequest, approval.CodeInvalidInput, strings.TrimPrefix(err.Error(), errBadInput.Error()+": ")
 	case errors.Is(err, errContentType):
 		return http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json"
-	case errors.Is(err, ca.ErrBadKey), errors.Is(err, ca.ErrKeyType):
-		return http.StatusBadRequest, "invalid_public_key", strings.TrimPrefix(err.Error(), "ca: ")
-	case errors.Is(err, ca.ErrInvalidName):
-		return http.StatusBadRequest, "invalid_name", strings.TrimPrefix(err.Error(), "ca: ")
-	case errors.Is(err, ca.ErrGrantEnded):
-		return http.StatusConflict, approval.CodeGrantEnded, "the grant has ended; request access again"
-	case errors.Is(err, ca.ErrSignerMismatch):
-		return http.StatusServiceUnavailable, "signer_mismatch", "the signer returned a certificate that differs from the request; none was issued (check the signer's role configuration): " + err.Error()
-	case errors.Is(err, ca.ErrSignerUnavailable):
-		return http.StatusServiceUnavailable, "signer_unavailable", "the CA signer is unavailable, no certificate was issued: " + err.Error()
-	case errors.Is(err, ca.ErrLedgerUnavailable):
-		return http.StatusServiceUnavailable, "ledger_unavailable", "the ledger cannot record, so no certificate was issued; try again shortly"
-	case errors.Is(err, ca.ErrNotFound):
-		return http.StatusNotFound, "not_found", "not found"
-	case errors.Is(err, ca.ErrConflict):
-		return http.StatusConflict, "conflict", "the record changed concurrently; try again"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, "timeout", "the request timed out"
-	case errors.Is(err, store.ErrRowMismatch):
-		return http.StatusInternalServerError, "ledger_mismatch", "the ledger's rows this answer depends on do not match its event log, so nothing was decided, issued or served from them; an operator must run jit-ssh audit verify"
-	default:
-		return http.StatusInternalServerError, "internal", "internal error; see the server log"
 	}
+	f := approval.Failure(err)
+	return kindStatus(f.Kind), f.Code, f.Message
 }
 
 func kindStatus(kind error) int {
@@ -274,7 +250,7 @@ func kindStatus(kind error) int {
 		return http.StatusConflict
 	case errors.Is(kind, approval.ErrUnavailable):
 		return http.StatusServiceUnavailable
-	default:
+	default: // approval.ErrInternal
 		return http.StatusInternalServerError
 	}
 }
@@ -343,21 +319,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.signer.PublicKeys(r.Context())
+	keys, err := s.authority.CAKeys(r.Context())
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %w", ca.ErrSignerUnavailable, err))
+		s.fail(w, r, err)
 		return
 	}
 	resp := CAResponse{Keys: []CAKey{}}
-	seen := map[string]bool{}
-	keys = append(keys, s.trusted...)
 	for _, k := range keys {
-		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-		if seen[line] {
-			continue
-		}
-		seen[line] = true
-		resp.Keys = append(resp.Keys, CAKey{PublicKey: line, Fingerprint: ca.Fingerprint(k)})
+		resp.Keys = append(resp.Keys, CAKey{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))), Fingerprint: ca.Fingerprint(k)})
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -365,10 +334,9 @@ func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
 // getHostGroup publishes a group's name and principals, which a host
 // operator needs for 'jit-ssh host config'. Teams and limits stay private.
 func (s *Server) getHostGroup(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	p := s.svc.Policy(name)
-	if ca.CheckGroup(name) != nil || p == nil {
-		writeError(w, http.StatusNotFound, approval.CodeUnknownHostGroup, fmt.Sprintf("unknown host group %q", name))
+	p, err := s.authority.HostGroup(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, HostGroup{Name: p.Group, Principals: orEmpty(p.Principals)})
@@ -444,38 +412,42 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, login stri
 }
 
 func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, login string) {
-	id := r.PathValue("id")
-	q := r.URL.Query()
+	id, q := r.PathValue("id"), r.URL.Query()
 	var req *ca.Request
 	var err error
-	if ws := q.Get("wait"); ws != "" {
-		wait, perr := parseDuration(ws)
-		if perr != nil {
-			s.fail(w, r, perr)
-			return
+	if ws := q.Get("wait"); ws == "" {
+		req, err = s.svc.Get(r.Context(), login, id)
+	} else {
+		var wait time.Duration
+		var version *int64
+		if wait, err = parseDuration(ws); err == nil {
+			version, err = versionParam(q.Get("version"))
 		}
-		var version int64
-		if vs := q.Get("version"); vs != "" {
-			if version, err = strconv.ParseInt(vs, 10, 64); err != nil {
-				s.fail(w, r, fmt.Errorf("%w: version must be an integer", errBadInput))
-				return
-			}
-		} else if cur, gerr := s.svc.Get(r.Context(), login, id); gerr != nil {
-			s.fail(w, r, gerr)
+		if err != nil {
+			s.fail(w, r, err)
 			return
-		} else {
-			version = cur.Version
 		}
 		extendWrite(w, min(wait, MaxWait)+longPollSlack)
-		req, err = s.svc.Wait(r.Context(), login, id, version, min(wait, MaxWait))
-	} else {
-		req, err = s.svc.Get(r.Context(), login, id)
+		req, err = s.svc.WaitForChange(r.Context(), login, id, version, min(wait, MaxWait))
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.requestView(req))
+}
+
+// versionParam reads the version a long poll waits to change from; nil
+// when the caller names none.
+func versionParam(v string) (*int64, error) {
+	if v == "" {
+		return nil, nil
+	}
+	version, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: version must be an integer", errBadInput)
+	}
+	return &version, nil
 }
 
 func (s *Server) editRequest(w http.ResponseWriter, r *http.Request, login string) {
@@ -527,12 +499,9 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, login string) {
 		return
 	}
 	start := time.Now()
-	rec, err := s.issueCert(r.Context(), login, body)
+	rec, err := s.authority.IssueCertificate(r.Context(), login, body.RequestID, body.PublicKey)
 	if err != nil {
-		status, code, msg := classify(err)
-		if status != http.StatusUnauthorized {
-			s.refused(r.Context(), login, body.RequestID, body.PublicKey, code, msg)
-		}
+		_, code, _ := classify(err)
 		s.metrics.certificateRefused(code)
 		s.fail(w, r, err)
 		return
@@ -541,50 +510,13 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, login string) {
 	writeJSON(w, http.StatusCreated, certificateView(rec))
 }
 
-func (s *Server) issueCert(ctx context.Context, login string, body IssueRequest) (*ca.Certificate, error) {
-	pub, err := ca.ParseSubjectKey(body.PublicKey)
+// parseTimeParam reads the time parameter name by approval.ParseTime's
+// rule; its error is errBadInput, so the errors of several parameters are
+// answered together.
+func parseTimeParam(q url.Values, name string) (time.Time, error) {
+	t, err := approval.ParseTime(name, q.Get(name))
 	if err != nil {
-		return nil, err
-	}
-	grant, err := s.svc.Authorize(ctx, login, body.RequestID)
-	if err != nil {
-		return nil, err
-	}
-	rec, _, err := s.issuer.Issue(ctx, grant, pub)
-	return rec, err
-}
-
-// refused records a refused issuance (identical ones counted, see
-// approval.RefusalWindow). A ledger that cannot record the refusal cannot
-// have recorded a certificate either, so the error is only logged.
-func (s *Server) refused(ctx context.Context, login, requestID, publicKey, code, msg string) {
-	if ca.CheckRequestID(requestID) != nil {
-		requestID = ""
-	}
-	data := map[string]any{"code": code, "reason": msg}
-	// The subject key's fingerprint ties a refusal to the key that was
-	// presented (a refused key type included); a line that is not a key
-	// is not echoed. The body cap bounds the line.
-	if pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(publicKey)); err == nil {
-		data["fingerprint"] = ca.Fingerprint(pub)
-	}
-	s.svc.RecordRefusal(ctx, ca.Event{
-		Time: s.now().UTC(), Actor: login, Type: ca.EventIssueRefused, RequestID: requestID,
-		Data: data,
-	})
-}
-
-func parseTimeParam(q map[string][]string, name string) (time.Time, error) {
-	v := ""
-	if vs := q[name]; len(vs) > 0 {
-		v = vs[0]
-	}
-	if v == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s must be an RFC 3339 time like 2026-01-02T15:04:05Z", errBadInput, name)
+		return t, fmt.Errorf("%w: %w", errBadInput, err)
 	}
 	return t, nil
 }
@@ -624,45 +556,24 @@ func certFilter(r *http.Request) (ca.CertFilter, error) {
 	return f, nil
 }
 
-// listCertificates streams matching certificates as NDJSON. Auditors see
-// all; others only their own.
+// listCertificates streams the matching certificates login may see as
+// NDJSON.
 func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, login string) {
 	f, err := certFilter(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	narrow, ok := s.ownUnlessAuditor(w, r, login, f.User, "only auditors may list other users' certificates")
-	if !ok {
-		return
-	}
-	if narrow {
-		f.User = login
-	}
 	s.stream(w, r, func(emit func(any) error) error {
-		return s.ledger.ListCertificates(r.Context(), f, func(c *ca.Certificate) error { return emit(certificateView(c)) })
+		return s.authority.ListCertificates(r.Context(), login, f, func(c *ca.Certificate) error { return emit(certificateView(c)) })
 	})
 }
 
 func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, login string) {
-	serial, err := strconv.ParseUint(r.PathValue("serial"), 10, 64)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: serial must be a decimal number", errBadInput))
-		return
-	}
-	c, err := s.ledger.GetCertificate(r.Context(), serial)
+	c, err := s.authority.GetCertificate(r.Context(), login, r.PathValue("serial"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if c.Requester != login {
-		if ok, err := s.svc.IsAuditor(r.Context(), login); err != nil {
-			s.fail(w, r, err)
-			return
-		} else if !ok {
-			writeError(w, http.StatusNotFound, "not_found", "no certificate "+r.PathValue("serial"))
-			return
-		}
 	}
 	writeJSON(w, http.StatusOK, certificateView(c))
 }
