@@ -102,7 +102,7 @@ func (o *loginOptions) login(ctx context.Context, e *env, c loginAPI, keys *agen
 	server := e.serverURL()
 	if g, ok := e.cachedGrantFor(server, o.group, o.now()); ok {
 		fmt.Fprintf(e.stderr, "Using your open grant %s for %s (remembered; ends in %s).\n", g.RequestID, g.Group, until(g.EndsAt, o.now()))
-		o.noteUnused(e, g.RequestID, "approved")
+		o.noteUnused(e, g.RequestID, ca.StateApproved)
 		err := o.issueAndLoad(ctx, e, c, keys, &api.Request{ID: g.RequestID, HostGroup: g.Group}, key)
 		if !grantRefused(err) {
 			return err
@@ -116,7 +116,7 @@ func (o *loginOptions) login(ctx context.Context, e *env, c loginAPI, keys *agen
 	if err != nil {
 		return err
 	}
-	if req.State == "pending" {
+	if req.State == ca.StatePending {
 		if o.noWait {
 			fmt.Fprintf(e.stderr, "Request %s for %s is waiting for %s. Run 'jit-ssh login %s' again once it is approved.\n",
 				req.ID, req.HostGroup, asked(req), o.group)
@@ -126,7 +126,7 @@ func (o *loginOptions) login(ctx context.Context, e *env, c loginAPI, keys *agen
 			return err
 		}
 	}
-	if req.State == "approved" && req.GrantEndsAt != nil {
+	if req.State == ca.StateApproved && req.GrantEndsAt != nil {
 		e.rememberGrant(server, o.group, req.ID, *req.GrantEndsAt)
 	}
 	return o.issueAndLoad(ctx, e, c, keys, req, key)
@@ -152,7 +152,7 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c loginAPI) (*a
 		}
 	}
 	for i := range mine {
-		if r := &mine[i]; r.HostGroup == o.group && r.State == "pending" {
+		if r := &mine[i]; r.HostGroup == o.group && r.State == ca.StatePending {
 			fmt.Fprintf(e.stderr, "Your request %s for %s is already waiting for review.\n", r.ID, r.HostGroup)
 			o.noteUnused(e, r.ID, r.State)
 			return r, nil
@@ -166,7 +166,7 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c loginAPI) (*a
 	if err != nil {
 		return nil, err
 	}
-	if r.State == "approved" {
+	if r.State == ca.StateApproved {
 		fmt.Fprintf(e.stderr, "Request %s for %s was approved by policy (grant ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, o.now()))
 	} else {
 		fmt.Fprintf(e.stderr, "Requested %s as %s.\n", r.HostGroup, r.ID)
@@ -188,7 +188,7 @@ func (o *loginOptions) noteUnused(e *env, id, state string) {
 		return
 	}
 	how := fmt.Sprintf("to change it, run 'jit-ssh request edit %s' (a duration may only be narrowed) or cancel it with 'jit-ssh request cancel %s' and log in again", id, id)
-	if state == "approved" {
+	if state == ca.StateApproved {
 		how = fmt.Sprintf("to get a different grant, end this one with 'jit-ssh request cancel %s' and log in again", id)
 	}
 	fmt.Fprintf(e.stderr, "Note: %s not used: they apply to a new request, and %s is reused; %s.\n", strings.Join(flags, " and "), id, how)
@@ -211,7 +211,7 @@ func (o *loginOptions) waitForApproval(ctx context.Context, e *env, c loginAPI, 
 	defer cancel()
 	seen := len(r.Reviews)
 	backoff := time.Duration(0)
-	for r.State == "pending" {
+	for r.State == ca.StatePending {
 		next, err := c.GetRequest(ctx, r.ID, 30*time.Second, r.Version)
 		if err != nil && ctx.Err() == nil && transientWaitError(err) {
 			// A dependency blip (GitHub, the ledger) or a server restart
@@ -245,10 +245,10 @@ func (o *loginOptions) waitForApproval(ctx context.Context, e *env, c loginAPI, 
 		seen = len(r.Reviews)
 	}
 	switch r.State {
-	case "approved":
+	case ca.StateApproved:
 		fmt.Fprintf(e.stderr, "Approved by %s at %s.\n", strings.Join(r.Approvals, ", "), fmtTime(r.ApprovedAt))
 		return r, nil
-	case "denied":
+	case ca.StateDenied:
 		return nil, &deniedError{fmt.Errorf("request %s was denied", r.ID)}
 	default:
 		return nil, fmt.Errorf("request %s is %s; run 'jit-ssh login %s' to ask again", r.ID, r.State, r.HostGroup)

@@ -54,7 +54,7 @@ func runStatus(ctx context.Context, e *env) error {
 		switch {
 		case r.OpenAt(now):
 			v.Grants = append(v.Grants, r)
-		case r.State == "pending":
+		case r.State == ca.StatePending:
 			v.Pending = append(v.Pending, r)
 		}
 	}
@@ -159,7 +159,7 @@ func (o *logoutOptions) run(ctx context.Context, e *env, group string) error {
 	if err != nil {
 		return err
 	}
-	mine, err := c.ListRequests(ctx, api.ListRequestsOptions{Mine: true, State: "approved"})
+	mine, err := c.ListRequests(ctx, api.ListRequestsOptions{Mine: true, State: ca.StateApproved})
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
