@@ -266,7 +266,7 @@ func TestIssue(t *testing.T) {
 	res := setup(t, c, vault.SetupConfig{Profiles: []ca.Profile{prodDB, multi, staging, srcAddr}})
 	signer := newSigner(t, c, vault.DefaultMount, vault.DefaultRole)
 	ledger := &sliceLedger{}
-	iss := ca.NewIssuer(signer, ledger)
+	iss := ca.NewIssuer(signer, ledger, ca.WithMismatchExplainer(signer.ExplainMismatch))
 
 	keys, err := signer.PublicKeys(context.Background())
 	if err != nil {
@@ -383,7 +383,7 @@ func TestIssue(t *testing.T) {
 
 	t.Run("unknown role", func(t *testing.T) {
 		s := newSigner(t, c, vault.DefaultMount, "nope")
-		_, err := issue(t, ca.NewIssuer(s, ledger), ledger, grant(prodDB, time.Now().Add(time.Hour)))
+		_, err := issue(t, ca.NewIssuer(s, ledger, ca.WithMismatchExplainer(s.ExplainMismatch)), ledger, grant(prodDB, time.Now().Add(time.Hour)))
 		if !errors.Is(err, ca.ErrSignerUnavailable) || !errors.Is(err, vault.ErrRejected) {
 			t.Fatalf("err = %v, want ErrSignerUnavailable and ErrRejected", err)
 		}
@@ -400,7 +400,7 @@ func TestIssue(t *testing.T) {
 		weak := srv.Client()
 		weak.SetToken(tok.Auth.ClientToken)
 		s := newSigner(t, weak, vault.DefaultMount, vault.DefaultRole)
-		_, err = issue(t, ca.NewIssuer(s, ledger), ledger, grant(prodDB, time.Now().Add(time.Hour)))
+		_, err = issue(t, ca.NewIssuer(s, ledger, ca.WithMismatchExplainer(s.ExplainMismatch)), ledger, grant(prodDB, time.Now().Add(time.Hour)))
 		if !errors.Is(err, ca.ErrSignerUnavailable) || !errors.Is(err, vault.ErrDenied) {
 			t.Fatalf("err = %v, want ErrSignerUnavailable and ErrDenied", err)
 		}
@@ -420,7 +420,7 @@ func TestIssue(t *testing.T) {
 		tc := srv.Client()
 		tc.SetToken(tok.Auth.ClientToken)
 		s := newSigner(t, tc, vault.DefaultMount, vault.DefaultRole)
-		if _, err := issue(t, ca.NewIssuer(s, ledger), ledger, grant(prodDB, time.Now().Add(time.Hour))); err != nil {
+		if _, err := issue(t, ca.NewIssuer(s, ledger, ca.WithMismatchExplainer(s.ExplainMismatch)), ledger, grant(prodDB, time.Now().Add(time.Hour))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -431,11 +431,11 @@ func TestIssue(t *testing.T) {
 		tc := srv.Client()
 		tc.SetToken("not-a-token")
 		s := newSigner(t, tc, vault.DefaultMount, vault.DefaultRole)
-		if _, err := issue(t, ca.NewIssuer(s, ledger), ledger, grant(prodDB, time.Now().Add(time.Hour))); !errors.Is(err, vault.ErrDenied) {
+		if _, err := issue(t, ca.NewIssuer(s, ledger, ca.WithMismatchExplainer(s.ExplainMismatch)), ledger, grant(prodDB, time.Now().Add(time.Hour))); !errors.Is(err, vault.ErrDenied) {
 			t.Fatalf("err = %v, want ErrDenied", err)
 		}
 		tc.SetToken(srv.Token)
-		if _, err := issue(t, ca.NewIssuer(s, ledger), ledger, grant(prodDB, time.Now().Add(time.Hour))); err != nil {
+		if _, err := issue(t, ca.NewIssuer(s, ledger, ca.WithMismatchExplainer(s.ExplainMismatch)), ledger, grant(prodDB, time.Now().Add(time.Hour))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -476,7 +476,9 @@ func TestMisconfiguredRole(t *testing.T) {
 				t.Fatal(err)
 			}
 			ledger := &sliceLedger{}
-			iss := ca.NewIssuer(newSigner(t, c, "ssh", role), ledger)
+			// As serve builds it: the Vault signer explains a mismatch.
+			vs := newSigner(t, c, "ssh", role)
+			iss := ca.NewIssuer(vs, ledger, ca.WithMismatchExplainer(vs.ExplainMismatch))
 			_, err = issue(t, iss, ledger, grant(tt.profile, time.Now().Add(time.Hour)))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
@@ -509,7 +511,7 @@ func TestSealed(t *testing.T) {
 	logs := &logBuffer{}
 	signer := newSigner(t, c, "ssh", "jit-ssh", vault.WithLogger(logs.logger()))
 	ledger := &sliceLedger{}
-	iss := ca.NewIssuer(signer, ledger)
+	iss := ca.NewIssuer(signer, ledger, ca.WithMismatchExplainer(signer.ExplainMismatch))
 	g := grant(prodDB, time.Now().Add(time.Hour))
 	if _, err := issue(t, iss, ledger, g); err != nil {
 		t.Fatal(err)
@@ -554,7 +556,7 @@ func TestStopped(t *testing.T) {
 	const timeout = 3 * time.Second
 	signer := newSigner(t, c, "ssh", "jit-ssh", vault.WithTimeout(timeout), vault.WithLogger(logs.logger()))
 	ledger := &sliceLedger{}
-	iss := ca.NewIssuer(signer, ledger)
+	iss := ca.NewIssuer(signer, ledger, ca.WithMismatchExplainer(signer.ExplainMismatch))
 	g := grant(prodDB, time.Now().Add(time.Hour))
 	if _, err := issue(t, iss, ledger, g); err != nil {
 		t.Fatal(err)
@@ -609,7 +611,7 @@ func TestHung(t *testing.T) {
 	const timeout = time.Second
 	signer := newSigner(t, c, "ssh", "jit-ssh", vault.WithTimeout(timeout))
 	ledger := &sliceLedger{}
-	iss := ca.NewIssuer(signer, ledger)
+	iss := ca.NewIssuer(signer, ledger, ca.WithMismatchExplainer(signer.ExplainMismatch))
 	g := grant(prodDB, time.Now().Add(time.Hour))
 	if _, err := issue(t, iss, ledger, g); err != nil {
 		t.Fatal(err)
