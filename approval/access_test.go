@@ -12,24 +12,9 @@ import (
 )
 
 const (
-	ghOrg         = "acme"
-	ghServerToken = "ghs_servertoken"
+	ghOrg         = ghstub.AcmeOrg
+	ghServerToken = ghstub.AcmeServerToken
 )
-
-// ghFixture is a stub with alice (backend), bob (sre-leads), carol (invited
-// to sre-leads, not yet a member) and the server's own bot user.
-func ghFixture(t *testing.T) *ghstub.Server {
-	t.Helper()
-	gh := ghstub.New(t)
-	gh.AddUser("jit-ssh-bot", ghServerToken)
-	gh.AddUser("alice", "gho_alice")
-	gh.AddUser("bob", "gho_bob")
-	gh.AddUser("carol", "gho_carol")
-	gh.SetTeam(ghOrg, "backend", "alice")
-	gh.SetTeam(ghOrg, "sre-leads", "bob")
-	gh.SetPending(ghOrg, "sre-leads", "carol")
-	return gh
-}
 
 func newGH(t *testing.T, gh *ghstub.Server, opts ...github.Option) *github.Directory {
 	t.Helper()
@@ -43,7 +28,7 @@ func newGH(t *testing.T, gh *ghstub.Server, opts ...github.Option) *github.Direc
 // TestServiceFailsClosedOnGitHub: through the policy decision point, a
 // GitHub outage is a 503-kind error that names GitHub.
 func TestServiceFailsClosedOnGitHub(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	d := newGH(t, gh, github.WithCacheTTL(0))
 	svc := approval.NewService(nil, d, nil, []string{"security"})
 	gh.Fail(ghstub.Fail500)
@@ -63,7 +48,7 @@ func TestServiceFailsClosedOnGitHub(t *testing.T) {
 // issue 13): its actions would read as the server's and it would see the
 // server's events as its own. Other logins are unaffected.
 func TestAuthenticateRefusesSystemActor(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	gh.AddUser("jit-ssh", "gho_system")
 	gh.AddUser("JIT-SSH", "gho_system_caps")
 	static := approval.NewStaticDirectory(map[string]approval.StaticUser{

@@ -14,24 +14,9 @@ import (
 )
 
 const (
-	ghOrg         = "acme"
-	ghServerToken = "ghs_servertoken"
+	ghOrg         = ghstub.AcmeOrg
+	ghServerToken = ghstub.AcmeServerToken
 )
-
-// ghFixture is a stub with alice (backend), bob (sre-leads), carol (invited
-// to sre-leads, not yet a member) and the server's own bot user.
-func ghFixture(t *testing.T) *ghstub.Server {
-	t.Helper()
-	gh := ghstub.New(t)
-	gh.AddUser("jit-ssh-bot", ghServerToken)
-	gh.AddUser("alice", "gho_alice")
-	gh.AddUser("bob", "gho_bob")
-	gh.AddUser("carol", "gho_carol")
-	gh.SetTeam(ghOrg, "backend", "alice")
-	gh.SetTeam(ghOrg, "sre-leads", "bob")
-	gh.SetPending(ghOrg, "sre-leads", "carol")
-	return gh
-}
 
 func newGH(t *testing.T, gh *ghstub.Server, opts ...github.Option) *github.Directory {
 	t.Helper()
@@ -56,7 +41,7 @@ func TestGitHubAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gh := ghFixture(t)
+			gh := ghstub.NewAcme(t)
 			d := newGH(t, gh)
 			for call := 1; call <= 2; call++ {
 				login, err := d.Authenticate(context.Background(), tt.token)
@@ -77,7 +62,7 @@ func TestGitHubAuthenticate(t *testing.T) {
 }
 
 func TestGitHubAuthenticateCachesPerToken(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	gh.AddUser("alice", "gho_alice2") // a second token of the same person
 	d := newGH(t, gh)
 	for _, tok := range []string{"gho_alice", "gho_alice2", "gho_alice", "gho_alice2"} {
@@ -105,7 +90,7 @@ func TestGitHubIsMember(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gh := ghFixture(t)
+			gh := ghstub.NewAcme(t)
 			d := newGH(t, gh)
 			for call := 1; call <= 2; call++ {
 				got, err := d.IsMember(context.Background(), tt.login, tt.team)
@@ -124,7 +109,7 @@ func TestGitHubIsMember(t *testing.T) {
 }
 
 func TestGitHubCacheExpires(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	clock := &testClock{t: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)}
 	d := newGH(t, gh, github.WithClock(clock.now), github.WithCacheTTL(30*time.Second))
 	ctx := context.Background()
@@ -166,7 +151,7 @@ func TestGitHubCacheExpires(t *testing.T) {
 }
 
 func TestGitHubNoCache(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	d := newGH(t, gh, github.WithCacheTTL(0))
 	for i := range 3 {
 		if ok, err := d.IsMember(context.Background(), "alice", "backend"); err != nil || !ok {
@@ -203,7 +188,7 @@ func TestGitHubFailsClosed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gh := ghFixture(t)
+			gh := ghstub.NewAcme(t)
 			gh.SetRateLimitReset(tt.reset)
 			d := newGH(t, gh, github.WithTimeout(300*time.Millisecond))
 			ctx := context.Background()
@@ -247,7 +232,7 @@ func TestGitHubFailsClosed(t *testing.T) {
 // TestGitHubHonoursRateLimitReset: once GitHub says the server token is out
 // of requests until a time, jit-ssh stops asking until then and says so.
 func TestGitHubHonoursRateLimitReset(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	gh.SetRateLimitReset(time.Hour)
 	d := newGH(t, gh)
 	gh.Fail(ghstub.FailRateLimit)
@@ -270,7 +255,7 @@ func TestGitHubHonoursRateLimitReset(t *testing.T) {
 }
 
 func TestGitHubServerTokenRejected(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	d, err := github.New(gh.URL, ghOrg, "ghs_wrong")
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +270,7 @@ func TestGitHubServerTokenRejected(t *testing.T) {
 }
 
 func TestGitHubUnreachable(t *testing.T) {
-	gh := ghFixture(t)
+	gh := ghstub.NewAcme(t)
 	url := gh.URL
 	gh.Close()
 	d, err := github.New(url, ghOrg, ghServerToken)
@@ -302,7 +287,7 @@ func TestGitHubUnreachable(t *testing.T) {
 
 func TestGitHubErrorsNeverCarryTokens(t *testing.T) {
 	for _, mode := range []ghstub.Mode{ghstub.Fail500, ghstub.FailRateLimit, ghstub.FailNone} {
-		gh := ghFixture(t)
+		gh := ghstub.NewAcme(t)
 		gh.SetRateLimitReset(0)
 		d := newGH(t, gh)
 		gh.Fail(mode)
