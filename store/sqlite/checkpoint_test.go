@@ -132,6 +132,9 @@ func TestCheckpoint(t *testing.T) {
 }
 
 func TestCheckpointDetectsTruncation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short (make test runs it): a tampering matrix, one ledger per case")
+	}
 	tests := []struct {
 		name    string
 		tamper  []string

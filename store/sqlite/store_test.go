@@ -313,6 +313,9 @@ func TestVerifyUntouched(t *testing.T) {
 }
 
 func TestVerifyDetectsTampering(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short (make test runs it): a tampering matrix, one ledger per case")
+	}
 	cols := `at, actor, type, request_id, serial, data, prev_hash, hash`
 	tests := []struct {
 		name    string

@@ -126,6 +126,9 @@ func TestRowsLedgerVerifiesClean(t *testing.T) {
 // from a forged request (the rows were all under a signed checkpoint, so
 // the start-up check of the tail has nothing to say about them).
 func TestVerifyNamesTamperedRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short (make test runs it): a tampering matrix, one ledger per case")
+	}
 	tests := []struct {
 		name   string
 		tamper []string
@@ -228,6 +231,9 @@ func TestRequestRevertedToAnOlderState(t *testing.T) {
 // link and hash, with the server stopped: the next start must refuse to
 // sign over them or serve, naming the first one.
 func TestForgedTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short (make test runs it): a tampering matrix, one ledger per case")
+	}
 	forged := func(t *testing.T, raw *sql.DB, ev ca.Event, bind bool) int64 {
 		t.Helper()
 		id, err := sqlite.ForgeEvent(t.Context(), raw, ev, bind)
