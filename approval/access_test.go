@@ -8,6 +8,7 @@ import (
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/approval/github"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/test/ghstub"
 )
 
@@ -51,11 +52,12 @@ func TestAuthenticateRefusesSystemActor(t *testing.T) {
 	gh := ghstub.NewAcme(t)
 	gh.AddUser("jit-ssh", "gho_system")
 	gh.AddUser("JIT-SSH", "gho_system_caps")
-	static := approval.NewStaticDirectory(map[string]approval.StaticUser{
+	static := static.New(map[string]static.User{
 		"alice":   {Token: "tok-alice"},
 		"jit-ssh": {Token: "tok-system"},
 		"Jit-Ssh": {Token: "tok-system-caps"},
 	})
+
 	tests := []struct {
 		name     string
 		dir      approval.Directory

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
@@ -56,12 +57,12 @@ var users = map[string][]string{
 	"mallory": nil,
 }
 
-func staticDirectory() *approval.StaticDirectory {
-	m := map[string]approval.StaticUser{}
+func staticDirectory() *static.Directory {
+	m := map[string]static.User{}
 	for login, teams := range users {
-		m[login] = approval.StaticUser{Token: "token-" + login, Teams: teams}
+		m[login] = static.User{Token: "token-" + login, Teams: teams}
 	}
-	return approval.NewStaticDirectory(m)
+	return static.New(m)
 }
 
 // mutableDir is a Directory whose teams the test changes between calls,

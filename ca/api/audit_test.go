@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
@@ -62,11 +63,11 @@ func newTestServerAt(t *testing.T, path string) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	users := map[string]approval.StaticUser{}
+	users := map[string]static.User{}
 	for login, teams := range map[string][]string{
 		"alice": {"backend"}, "erin": {"backend"}, "bob": {"sre-leads"}, "dave": {"sre-leads"}, "carol": {"security"},
 	} {
-		users[login] = approval.StaticUser{Token: "dev-" + login, Teams: teams}
+		users[login] = static.User{Token: "dev-" + login, Teams: teams}
 	}
 	policies := []*approval.Policy{
 		{Group: "prod-db", Principals: []string{"prod-db"}, Requesters: []string{"backend"}, Approvers: []string{"sre-leads"},
@@ -74,7 +75,7 @@ func newTestServerAt(t *testing.T, path string) *testServer {
 		{Group: "staging", Principals: []string{"staging"}, Requesters: []string{"backend"}, Approvers: []string{"sre-leads"},
 			ApprovalsRequired: 0, MaxDuration: time.Hour, CertTTL: 5 * time.Minute},
 	}
-	svc := approval.NewService(db, approval.NewStaticDirectory(users), policies, []string{"security"},
+	svc := approval.NewService(db, static.New(users), policies, []string{"security"},
 		approval.WithClock(clk.now), approval.WithPendingTTL(2*time.Hour))
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

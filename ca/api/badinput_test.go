@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
@@ -109,11 +110,11 @@ func newHardFixture(t testing.TB, opts ...ServerOption) *hardFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := map[string]approval.StaticUser{}
+	users := map[string]static.User{}
 	for login, teams := range hardUsers {
-		users[login] = approval.StaticUser{Token: tokenOf(login), Teams: teams}
+		users[login] = static.User{Token: tokenOf(login), Teams: teams}
 	}
-	svc := approval.NewService(db, approval.NewStaticDirectory(users), hardPolicies(), []string{"security"},
+	svc := approval.NewService(db, static.New(users), hardPolicies(), []string{"security"},
 		approval.WithClock(clock.now), approval.WithPendingTTL(hardPendingTTL), approval.WithAdmins([]string{"admins"}))
 	issuer := ca.NewIssuer(signer, db, ca.WithClock(clock.now))
 	srv := NewServer(svc, issuer, signer, db, append([]ServerOption{WithClock(clock.now)}, opts...)...)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
@@ -58,17 +59,17 @@ func concServer(t *testing.T) (*httptest.Server, *sqlite.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := map[string]approval.StaticUser{}
+	users := map[string]static.User{}
 	for i := range concRequesters {
-		users[fmt.Sprintf("user%02d", i)] = approval.StaticUser{Token: fmt.Sprintf("tok-user%02d", i), Teams: []string{"backend"}}
+		users[fmt.Sprintf("user%02d", i)] = static.User{Token: fmt.Sprintf("tok-user%02d", i), Teams: []string{"backend"}}
 	}
 	for i := range concApprovers {
-		users[fmt.Sprintf("approver%d", i)] = approval.StaticUser{Token: fmt.Sprintf("tok-approver%d", i), Teams: []string{"sre-leads"}}
+		users[fmt.Sprintf("approver%d", i)] = static.User{Token: fmt.Sprintf("tok-approver%d", i), Teams: []string{"sre-leads"}}
 	}
 	for i := range concAuditors {
-		users[fmt.Sprintf("auditor%d", i)] = approval.StaticUser{Token: fmt.Sprintf("tok-auditor%d", i), Teams: []string{"security"}}
+		users[fmt.Sprintf("auditor%d", i)] = static.User{Token: fmt.Sprintf("tok-auditor%d", i), Teams: []string{"security"}}
 	}
-	svc := approval.NewService(db, approval.NewStaticDirectory(users), concPolicies(), []string{"security"})
+	svc := approval.NewService(db, static.New(users), concPolicies(), []string{"security"})
 	srv := api.NewServer(svc, ca.NewIssuer(signer, db), signer, db)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
@@ -39,7 +40,7 @@ func BenchmarkIssueHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	dirUsers := approval.NewStaticDirectory(map[string]approval.StaticUser{"alice": {Token: "tok-alice", Teams: []string{"backend"}}})
+	dirUsers := static.New(map[string]static.User{"alice": {Token: "tok-alice", Teams: []string{"backend"}}})
 	pol := &approval.Policy{Group: "staging", Principals: []string{"staging"}, Requesters: []string{"backend"},
 		MaxDuration: time.Hour, CertTTL: 5 * time.Minute, Extensions: []string{"permit-pty"}}
 	svc := approval.NewService(db, dirUsers, []*approval.Policy{pol}, []string{"security"})

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
@@ -240,11 +241,11 @@ func newSigner(cfg *config.Server, log *slog.Logger, getenv func(string) string)
 func newDirectory(cfg *config.Server, getenv func(string) string) (approval.Directory, error) {
 	switch cfg.Identity.Type {
 	case "static":
-		users := map[string]approval.StaticUser{}
+		users := map[string]static.User{}
 		for login, u := range cfg.Identity.Static.Users {
-			users[login] = approval.StaticUser{Token: u.Token, Teams: u.Teams}
+			users[login] = static.User{Token: u.Token, Teams: u.Teams}
 		}
-		return approval.NewStaticDirectory(users), nil
+		return static.New(users), nil
 	case "github":
 		return newGitHubDirectory(cfg, getenv)
 	default:

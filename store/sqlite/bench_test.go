@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
+	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
@@ -212,7 +213,7 @@ func BenchmarkListCertificates1M(b *testing.B) {
 	})
 
 	b.Run("api", func(b *testing.B) {
-		dir := approval.NewStaticDirectory(map[string]approval.StaticUser{"carol": {Token: "dev-carol", Teams: []string{"security"}}})
+		dir := static.New(map[string]static.User{"carol": {Token: "dev-carol", Teams: []string{"security"}}})
 		svc := approval.NewService(db, dir, nil, []string{"security"})
 		srv := httptest.NewServer(api.NewServer(svc, nil, nil, db))
 		defer srv.Close()
