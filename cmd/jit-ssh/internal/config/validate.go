@@ -53,14 +53,7 @@ var (
 // isLoopback reports whether a listen address binds only loopback.
 func isLoopback(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	return err == nil && api.IsLoopbackHost(host)
 }
 
 // Validate returns every problem with the config, joined in an *Error,
