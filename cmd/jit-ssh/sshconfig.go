@@ -220,7 +220,9 @@ func describeByte(c byte) string {
 		return fmt.Sprintf("the control character 0x%02x", c)
 	case c >= 0x80:
 		return "a non-ASCII character"
+	case c == '\'':
+		return `"'"`
 	default:
-		return fmt.Sprintf("%q", string(rune(c)))
+		return "'" + string(rune(c)) + "'"
 	}
 }
