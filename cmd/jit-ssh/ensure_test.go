@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,61 @@ func TestLoginEnsure(t *testing.T) {
 		if r := runCLI(t, args...); r.code != exitUsage || r.stdout != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want a usage error", args, r.code, r.stdout, r.stderr)
 		}
+	}
+}
+
+// Two 'login --ensure' at once file one request between them: the second
+// waits for the first's lock, then finds the certificate the first loaded
+// and returns without a login (its server address has no server).
+func TestLoginEnsureWaitsForAnother(t *testing.T) {
+	sock := testenv.StartAgent(t)
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("JIT_SSH_SERVER", "http://127.0.0.1:1") // nothing listens
+	t.Setenv("JIT_SSH_TOKEN", "")
+	t.Setenv("PATH", t.TempDir())
+
+	// The test plays the first process: it holds the lock...
+	first := &loginOptions{group: "staging", timeout: time.Minute, after: time.After}
+	var firstErr bytes.Buffer
+	release, err := first.lockEnsure(t.Context(), &env{stderr: &firstErr, getenv: os.Getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"login", "--ensure", "staging"}, strings.NewReader(""), &out, &errb)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errb.String(), "Waiting for another 'jit-ssh login --ensure staging'") {
+		select {
+		case code := <-done:
+			t.Fatalf("the second login --ensure did not wait for the lock: exit %d, stderr %q", code, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second login --ensure does not say it waits: stderr %q", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ...and loads its certificate before it lets go.
+	keys, err := agent.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	priv, cert := signedCert(t, 9, time.Now().Add(10*time.Minute))
+	if err := keys.Load("staging", priv, cert); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	select {
+	case code := <-done:
+		if code != exitOK || out.String() != "" {
+			t.Errorf("second login --ensure after the first loaded the certificate: exit %d, stdout %q, stderr %q; want 0 without a login", code, out.String(), errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the second login --ensure did not finish once the lock was released: stderr %q", errb.String())
 	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +20,11 @@ import (
 // used as the real ssh's config, makes plain 'ssh HOST' get the certificate
 // by itself. With an empty agent ssh runs 'jit-ssh login --ensure staging',
 // which logs in (its progress on ssh's stderr, nothing in ssh's stdout) and
-// the session works. With the certificate in the agent the server is not
-// needed at all: stopped, ssh still gets in. Once the certificate is gone,
-// the stopped server is missed and ssh fails with jit-ssh's reason; a host
-// the block does not name never runs jit-ssh.
+// the session works; several ssh at once share one login. With the
+// certificate in the agent the server is not needed at all: stopped, ssh
+// still gets in. Once the certificate is gone, the stopped server is
+// missed and ssh fails with jit-ssh's reason; a host the block excludes
+// never runs jit-ssh.
 func TestSSHConfigLogsInByItself(t *testing.T) {
 	srv := startDev(t)
 	sock := testenv.StartAgent(t)
@@ -90,6 +93,32 @@ func TestSSHConfigLogsInByItself(t *testing.T) {
 	}
 	if n := len(auditCerts(t, srv, "--user", "alice")); n != 1 {
 		t.Fatalf("after the first ssh alice has %d certificates, want 1", n)
+	}
+
+	// Four ssh at once with an empty agent (pssh, Ansible): one login
+	// between them, and all get in.
+	alice.ok("logout", "staging")
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			target := "par" + strconv.Itoa(i) + ".staging.example.test"
+			stdout, stderr, err := ssh(target)
+			if err == nil && stdout != "hello-from-"+target+"\n" {
+				err = errors.New("stdout " + strconv.Quote(stdout))
+			}
+			if err != nil {
+				err = fmt.Errorf("%s: %w (stderr %q)", target, err, stderr)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("parallel ssh: %v", err)
+		}
+	}
+	if n := len(auditCerts(t, srv, "--user", "alice")); n != 2 {
+		t.Errorf("after four parallel ssh with an empty agent alice has %d certificates, want 2 (one more)", n)
 	}
 
 	// With the certificate held, the server is not asked: stopped, ssh
