@@ -28,8 +28,10 @@ func newSSHConfigCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ssh-config --group G --hosts 'PATTERN ...'",
 		Short: "Print an ssh_config block so plain ssh gets the certificate for a host group by itself",
-		Long: `Print an ssh_config block for the hosts of host group G. Add it near the top of
-~/.ssh/config (above any "Host *" block: ssh keeps the first value it finds).
+		Long: `Print an ssh_config block for the hosts of host group G. Put it near the top of
+~/.ssh/config, above any "Host *" block (ssh keeps the first value it finds), or
+in a file of its own that a line 'Include ~/.ssh/jit-ssh-*.conf' at the top of
+~/.ssh/config reads.
 Then plain 'ssh db1.prod.example.com' (and scp, rsync, git over ssh) first runs
 'jit-ssh login --ensure G': that returns at once, without a network call, while
 your ssh-agent holds this tool's certificate for G with more than a minute left,
@@ -42,8 +44,10 @@ give several separated by spaces or commas. The block runs this binary by its
 absolute path: print it again after moving or reinstalling jit-ssh. The server
 is the one this command is given (--server or JIT_SSH_SERVER), else ssh's
 environment decides.`,
-		Example: `  jit-ssh ssh-config --group prod-db --hosts '*.prod.example.com !bastion.prod.example.com' >> ~/.ssh/config`,
-		Args:    cobra.NoArgs,
+		Example: `  jit-ssh ssh-config --group prod-db --hosts '*.prod.example.com !bastion.prod.example.com' > ~/.ssh/jit-ssh-prod-db.conf
+  # and once, as the first line of ~/.ssh/config:
+  Include ~/.ssh/jit-ssh-*.conf`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if o.group == "" || len(o.hosts) == 0 {
 				return &usageError{errors.New("--group and --hosts are required")}
