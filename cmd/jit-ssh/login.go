@@ -25,6 +25,7 @@ type loginOptions struct {
 	reason   string
 	noWait   bool
 	timeout  time.Duration
+	ensure   bool // --ensure: see runEnsure
 
 	// now and after are the login's clock and its pause between retried
 	// polls; nil means time.Now and time.After (tests inject both).
@@ -59,6 +60,9 @@ in memory and in the agent.`,
   jit-ssh login prod-db --reason "INC-1234: replica lag" --duration 30m`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.ensure {
+				return o.runEnsure(cmd.Context(), e, args[0])
+			}
 			key := generateKey()
 			o.group = args[0]
 			if err := ca.CheckGroup(o.group); err != nil {
@@ -71,6 +75,7 @@ in memory and in the agent.`,
 	cmd.Flags().StringVar(&o.reason, "reason", "", "why you need access, for a new request (required where the group needs approval: its approvers decide from it)")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "file the request and return without waiting for approval")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long to wait for approval")
+	cmd.Flags().BoolVar(&o.ensure, "ensure", false, "do nothing when the agent holds a certificate for GROUP with over a minute left, else log in with all output on stderr (what 'jit-ssh ssh-config' has ssh run)")
 	return cmd
 }
 
@@ -322,6 +327,8 @@ func (o *loginOptions) issueAndLoad(ctx context.Context, e *env, c loginAPI, key
 	}
 	fmt.Fprintf(e.stdout, "Certificate %d for %s loaded into ssh-agent: principals %s, valid until %s (%s).\n",
 		cert.Serial, r.HostGroup, strings.Join(cert.ValidPrincipals, ","), rec.ValidBefore.Format(time.RFC3339), until(rec.ValidBefore, o.now()))
-	fmt.Fprintf(e.stdout, "Now run: ssh <login>@<host in %s>\n", r.HostGroup)
+	if !o.ensure { // ssh itself is what runs next
+		fmt.Fprintf(e.stdout, "Now run: ssh <login>@<host in %s>\n", r.HostGroup)
+	}
 	return nil
 }

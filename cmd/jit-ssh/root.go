@@ -46,6 +46,7 @@ var commands = []struct {
 	{"login", newLoginCmd},
 	{"status", newStatusCmd},
 	{"logout", newLogoutCmd},
+	{"ssh-config", newSSHConfigCmd},
 	{"request", newRequestCmd},
 	{"review", newReviewCmd},
 	{"audit", newAuditCmd},

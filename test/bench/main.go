@@ -8,6 +8,7 @@
 //
 //	go run ./test/bench -jit bin/jit-ssh -vault bin/vault          # make bench
 //	go run ./test/bench -quick -jit bin/jit-ssh -vault bin/vault   # make bench-quick
+//	go run ./test/bench -only login -jit bin/jit-ssh -out /tmp/b.json # the login figures alone
 package main
 
 import (
@@ -39,6 +40,7 @@ type config struct {
 	ledgerRows int
 	auditRuns  int
 	keep       bool
+	only       string
 }
 
 func main() {
@@ -51,6 +53,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 16, "concurrent clients of the load phases")
 	flag.IntVar(&c.ledgerRows, "ledger", 0, "certificates in the generated audit ledger (default 1,000,000; 100,000 with -quick)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (ledgers and server logs) for inspection")
+	flag.StringVar(&c.only, "only", "", "measure one part only: login (login_* and ensure_p50_ms, on the embedded default)")
 	from := flag.String("from", "", "print the table of an earlier run's JSON (e.g. bench/last.json) and exit")
 	flag.Parse()
 	if *from != "" {
@@ -59,6 +62,10 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if c.only != "" && c.only != "login" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: the only part that runs alone is login\n", c.only)
+		os.Exit(2)
 	}
 	if c.quick {
 		c.loadDur, c.rounds, c.loginRuns, c.auditRuns = 2*time.Second, 2, 10, 3
@@ -98,6 +105,9 @@ type results struct {
 
 	LoginP50MS float64 `json:"login_p50_ms"`
 	LoginP99MS float64 `json:"login_p99_ms"`
+	// EnsureP50MS is 'jit-ssh login --ensure' while the agent holds the
+	// certificate: what ssh waits for before every connection.
+	EnsureP50MS float64 `json:"ensure_p50_ms"`
 
 	AuditUserQueryMS float64 `json:"audit_user_query_ms"`
 	AuditValidAtMS   float64 `json:"audit_valid_at_ms"`
@@ -121,6 +131,8 @@ type details struct {
 	VaultRawP50MS       float64  `json:"vault_raw_p50_ms,omitempty"`
 	VaultJITP50MS       float64  `json:"vault_jit_p50_ms,omitempty"`
 	LoginRuns           int      `json:"login_runs"`
+	EnsureRuns          int      `json:"ensure_runs"`
+	EnsureP99MS         float64  `json:"ensure_p99_ms"`
 	ProcessStartMS      float64  `json:"jit_ssh_version_process_ms"`
 	LedgerRows          int      `json:"ledger_rows"`
 	LedgerGenerateS     float64  `json:"ledger_generate_s"`
@@ -218,7 +230,7 @@ func run(c config) error {
 	}
 	r := &results{
 		Timestamp: time.Now().UTC().Format(time.RFC3339),
-		Mode:      map[bool]string{true: "quick", false: "full"}[c.quick],
+		Mode:      map[bool]string{true: "quick", false: "full"}[c.quick] + map[bool]string{true: ", login only", false: ""}[c.only == "login"],
 		Skipped:   []string{},
 		Machine:   machine{Cores: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: goVersion(), OS: runtime.GOOS + "/" + runtime.GOARCH},
 	}
@@ -231,6 +243,21 @@ func run(c config) error {
 			stops[i]()
 		}
 	}()
+
+	if c.only == "login" {
+		emb, err := startJIT(c.jit, filepath.Join(tmp, "embedded"), "", nil)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, emb.stop)
+		if err := loginPhase(ctx, c, r, emb, tmp); err != nil {
+			return err
+		}
+		r.Skipped = append(r.Skipped, "-only login: every figure but login_* and ensure_p50_ms")
+		r.Details.LoadAverageAtEnd = loadAvg()
+		printTable(os.Stdout, r, c.markdown)
+		return writeJSON(c.out, r)
+	}
 
 	step("raw SignCert, one goroutine per core, %s", c.loadDur)
 	if r.RawSignPerS, err = rawSign(c.loadDur); err != nil {
@@ -270,13 +297,9 @@ func run(c config) error {
 	r.ServerRSSMB = rssMB(emb.pid(), "VmRSS")
 	r.Details.ServerPeakRSSMB = rssMB(emb.pid(), "VmHWM")
 
-	step("login: whole 'jit-ssh login staging' process with a real ssh-agent, %d runs", c.loginRuns)
-	loginLat, startMS, err := measureLogin(ctx, c, emb, tmp)
-	if err != nil {
+	if err := loginPhase(ctx, c, r, emb, tmp); err != nil {
 		return err
 	}
-	r.LoginP50MS, r.LoginP99MS = loginLat.pct(0.50), loginLat.pct(0.99)
-	r.Details.LoginRuns, r.Details.ProcessStartMS = loginLat.N, startMS
 
 	step("Vault: ssh/sign straight and through jit-ssh, interleaved, %d rounds of %s each", c.rounds, c.loadDur)
 	if err := measureVault(ctx, c, r, tmp, keys, &stops); err != nil {
@@ -403,41 +426,70 @@ func writeJSON(path string, r *results) error {
 	return nil
 }
 
+// loginPhase measures the login figures on srv, the embedded default.
+func loginPhase(ctx context.Context, c config, r *results, srv *jitServer, tmp string) error {
+	step("login: whole 'jit-ssh login staging' process with a real ssh-agent, %d runs; then 'login --ensure staging' with the certificate held", c.loginRuns)
+	loginLat, ensureLat, startMS, err := measureLogin(ctx, c, srv, tmp)
+	if err != nil {
+		return err
+	}
+	r.LoginP50MS, r.LoginP99MS = loginLat.pct(0.50), loginLat.pct(0.99)
+	r.Details.LoginRuns, r.Details.ProcessStartMS = loginLat.N, startMS
+	r.EnsureP50MS, r.Details.EnsureP99MS, r.Details.EnsureRuns = ensureLat.pct(0.50), ensureLat.pct(0.99), ensureLat.N
+	return nil
+}
+
 // measureLogin times whole `jit-ssh login staging` processes for erin on
-// an open grant, with a real ssh-agent.
-func measureLogin(ctx context.Context, c config, srv *jitServer, tmp string) (loadResult, float64, error) {
+// an open grant, with a real ssh-agent; then whole `jit-ssh login --ensure
+// staging` processes while that agent holds the certificate. Those are
+// given a server address nobody listens on and no token: one that reached
+// for the network would fail, and so would the bench.
+func measureLogin(ctx context.Context, c config, srv *jitServer, tmp string) (login, ensure loadResult, startMS float64, err error) {
 	dir := filepath.Join(tmp, "login")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return loadResult{}, 0, err
+		return login, ensure, 0, err
 	}
 	agent, sock, err := startAgent(dir)
 	if err != nil {
-		return loadResult{}, 0, err
+		return login, ensure, 0, err
 	}
 	defer agent.stop()
 	env := []string{"HOME=" + dir, "JIT_SSH_SERVER=" + srv.URL, "JIT_SSH_TOKEN=dev-erin", "SSH_AUTH_SOCK=" + sock}
 	// The first login files the (auto-approved) request: not an open grant yet.
 	if _, _, _, err := runTimed(ctx, env, c.jit, "login", "staging"); err != nil {
-		return loadResult{}, 0, err
+		return login, ensure, 0, err
 	}
-	var res loadResult
 	var start []time.Duration
 	for range c.loginRuns {
 		d, _, _, err := runTimed(ctx, env, c.jit, "login", "staging")
 		if err != nil {
-			return res, 0, err
+			return login, ensure, 0, err
 		}
-		res.Lat = append(res.Lat, d)
+		login.Lat = append(login.Lat, d)
 		// The floor of any CLI command: starting the binary.
 		d, _, _, err = runTimed(ctx, env, c.jit, "version")
 		if err != nil {
-			return res, 0, err
+			return login, ensure, 0, err
 		}
 		start = append(start, d)
 	}
-	res.N = len(res.Lat)
-	res = res.merge(loadResult{})
-	return res, median(start), nil
+	login.N = len(login.Lat)
+	login = login.merge(loadResult{})
+
+	offline := []string{"HOME=" + dir, "JIT_SSH_SERVER=http://127.0.0.1:1", "SSH_AUTH_SOCK=" + sock}
+	for range c.loginRuns {
+		d, lines, _, err := runTimed(ctx, offline, c.jit, "login", "--ensure", "staging")
+		if err != nil {
+			return login, ensure, 0, fmt.Errorf("login --ensure with the certificate held: %w", err)
+		}
+		if lines != 0 {
+			return login, ensure, 0, fmt.Errorf("login --ensure with the certificate held printed %d lines on stdout, want none", lines)
+		}
+		ensure.Lat = append(ensure.Lat, d)
+	}
+	ensure.N = len(ensure.Lat)
+	ensure = ensure.merge(loadResult{})
+	return login, ensure, median(start), nil
 }
 
 // measureVault runs Vault's ssh/sign straight and jit-ssh with the Vault
