@@ -70,8 +70,8 @@ const (
 // CheckWorkload returns an error unless every claim of w is well formed:
 // Repository is <owner>/<name> with owner a valid login and name of
 // letters, digits, '.', '_' and '-' (not "." or ".."); RunID (and
-// RunAttempt, if set) decimal; Ref non-empty; and no claim holds a
-// control character or is longer than 255 bytes.
+// RunAttempt, if set) decimal; Ref non-empty; and every other claim
+// printable ASCII of at most 255 bytes.
 func CheckWorkload(w Workload) error {
 	if err := checkRepository(w.Repository); err != nil {
 		return err
@@ -88,11 +88,16 @@ func CheckWorkload(w Workload) error {
 	for name, v := range map[string]string{"ref": w.Ref, "environment": w.Environment, "workflow": w.Workflow,
 		"sha": w.SHA, "actor": w.Actor, "sub": w.Subject, "jti": w.TokenID} {
 		if !validClaimText(v) {
-			return fmt.Errorf("%w: %s claim has a control character or is longer than %d bytes", ErrInvalidName, name, maxClaimText)
+			return fmt.Errorf("%w: %s claim is not printable ASCII of at most %d bytes", ErrInvalidName, name, maxClaimText)
 		}
 	}
 	return nil
 }
+
+// CheckRepository returns an error unless s is a GitHub repository's full
+// name, <owner>/<name>: owner a valid login, name letters, digits, '.',
+// '_' and '-' (not "." or "..", at most 100).
+func CheckRepository(s string) error { return checkRepository(s) }
 
 func checkRepository(s string) error {
 	owner, name, ok := strings.Cut(s, "/")
@@ -131,7 +136,7 @@ func validClaimText(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
+		if s[i] < 0x20 || s[i] > 0x7e {
 			return false
 		}
 	}

@@ -194,17 +194,17 @@ func (k keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error)
 // claims are the claims of a GitHub Actions ID token jit-ssh reads, besides
 // those go-oidc checks.
 type claims struct {
-	NotBefore   *float64        `json:"nbf"`
-	JTI         string          `json:"jti"`
-	Subject     string          `json:"sub"`
-	Repository  string          `json:"repository"`
-	Ref         string          `json:"ref"`
-	Environment string          `json:"environment"`
-	RunID       string          `json:"run_id"`
-	RunAttempt  string          `json:"run_attempt"`
-	Workflow    string          `json:"workflow"`
-	SHA         string          `json:"sha"`
-	Actor       string          `json:"actor"`
+	NotBefore   *float64 `json:"nbf"`
+	JTI         string   `json:"jti"`
+	Subject     string   `json:"sub"`
+	Repository  string   `json:"repository"`
+	Ref         string   `json:"ref"`
+	Environment string   `json:"environment"`
+	RunID       string   `json:"run_id"`
+	RunAttempt  string   `json:"run_attempt"`
+	Workflow    string   `json:"workflow"`
+	SHA         string   `json:"sha"`
+	Actor       string   `json:"actor"`
 }
 
 func refused(format string, args ...any) error {
