@@ -125,7 +125,7 @@ func (t fetchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", errFetch, req.URL.Redacted(), err)
+		return nil, fmt.Errorf("%w: %s: %w", errFetch, req.URL.Redacted(), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
@@ -162,7 +162,7 @@ func (v *Verifier) verifier() (*oidc.IDTokenVerifier, error) {
 	pctx := oidc.ClientContext(context.Background(), v.http)
 	p, err := oidc.NewProvider(pctx, v.issuer)
 	if err != nil {
-		return nil, fmt.Errorf("%w: discovery of %s failed: %v", ca.ErrUnavailable, v.issuer, err)
+		return nil, fmt.Errorf("%w: discovery of %s failed: %w", ca.ErrUnavailable, v.issuer, err)
 	}
 	var meta struct {
 		JWKS string `json:"jwks_uri"`
@@ -224,7 +224,7 @@ func (v *Verifier) VerifyWorkload(ctx context.Context, token string) (ca.Workloa
 	var fetchErr error
 	tok, err := idv.Verify(context.WithValue(ctx, fetchFailedKey{}, &fetchErr), token)
 	if fetchErr != nil {
-		return ca.Workload{}, fmt.Errorf("%w: the keys of %s could not be fetched, so no token can be checked: %v", ca.ErrUnavailable, v.issuer, fetchErr)
+		return ca.Workload{}, fmt.Errorf("%w: the keys of %s could not be fetched, so no token can be checked: %w", ca.ErrUnavailable, v.issuer, fetchErr)
 	}
 	var expired *oidc.TokenExpiredError
 	switch {
