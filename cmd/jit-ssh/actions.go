@@ -28,9 +28,8 @@ const (
 	envAudience = "JIT_SSH_AUDIENCE"
 )
 
-// defaultAudience is the server's default audience
-// (config.DefaultWorkloadAudience).
-const defaultAudience = "jit-ssh"
+// defaultAudience is the server's default audience.
+const defaultAudience = config.DefaultWorkloadAudience
 
 // maxActionsAnswer bounds the token endpoint's answer (a JWT of a few KB).
 const maxActionsAnswer = 64 << 10

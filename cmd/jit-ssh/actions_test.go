@@ -3,8 +3,11 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/test/oidcstub"
@@ -83,3 +86,42 @@ func TestLoginClientInAJob(t *testing.T) {
 }
 
 func apiListMine() api.ListRequestsOptions { return api.ListRequestsOptions{Mine: true} }
+
+// The example workflow asks for ID tokens, names the environment the
+// workloads match, and logs in with the variables login reads.
+func TestExampleWorkflow(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/github-actions/deploy.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf struct {
+		Permissions map[string]string `yaml:"permissions"`
+		Jobs        map[string]struct {
+			Environment string            `yaml:"environment"`
+			Env         map[string]string `yaml:"env"`
+			Steps       []struct {
+				Run string `yaml:"run"`
+			} `yaml:"steps"`
+		} `yaml:"jobs"`
+	}
+	if err := yaml.Unmarshal(b, &wf); err != nil {
+		t.Fatalf("deploy.yml is not YAML: %v", err)
+	}
+	if wf.Permissions["id-token"] != "write" {
+		t.Errorf("permissions.id-token = %q, want write", wf.Permissions["id-token"])
+	}
+	job, ok := wf.Jobs["deploy"]
+	if !ok || job.Environment != "production" {
+		t.Fatalf("job deploy with environment production: %+v", wf.Jobs)
+	}
+	if job.Env["JIT_SSH_SERVER"] == "" || job.Env[envAudience] != defaultAudience {
+		t.Errorf("job env %v: want JIT_SSH_SERVER and %s=%s", job.Env, envAudience, defaultAudience)
+	}
+	var login bool
+	for _, s := range job.Steps {
+		login = login || strings.HasPrefix(s.Run, "jit-ssh login web-prod")
+	}
+	if !login {
+		t.Error("no step runs 'jit-ssh login web-prod'")
+	}
+}
