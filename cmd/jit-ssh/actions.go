@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -78,6 +79,11 @@ func newActionsTokenSource(raw, reqToken, audience string) (*actionsTokenSource,
 	q.Set("audience", audience)
 	u.RawQuery = q.Encode()
 	return &actionsTokenSource{url: u.String(), reqToken: reqToken, http: api.SafeRedirects(&http.Client{Timeout: 30 * time.Second})}, nil
+}
+
+// LogValue keeps the request token out of any log the source reaches.
+func (s *actionsTokenSource) LogValue() slog.Value {
+	return slog.StringValue("GitHub Actions ID token source (request token redacted)")
 }
 
 // fetch returns a fresh ID token for the audience.

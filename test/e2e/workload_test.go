@@ -30,7 +30,9 @@ identity:
       alice: {token: dev-alice, teams: [backend]}
       bob:   {token: dev-bob,   teams: [sre-leads]}
       carol: {token: dev-carol, teams: [security]}
+      sam:   {token: dev-sam,   teams: [ops]}
 auditors: [security]
+admins: [ops]
 workload_identity:
   github_actions: {issuer: "%ISSUER%", audience: jit-ssh}
 host_groups:
@@ -86,7 +88,7 @@ func TestWorkloadLoginThenSSH(t *testing.T) {
 	srv, stub := startWorkloadServer(t)
 	sock := testenv.StartAgent(t)
 	carol := srv.as(t, "carol", "")
-	host := hostFor(t, carol, "web-prod")
+	hostFiles, host := hostDir(t, carol, "web-prod")
 
 	r := runResult(t, job(t, srv, stub, sock, testenv.TempDir(t), nil, "login", "web-prod"))
 	if r.Code != 0 {
@@ -126,6 +128,18 @@ func TestWorkloadLoginThenSSH(t *testing.T) {
 	}
 	if got := auditCerts(t, srv, "--user", "gha:acme/web:run=4242"); len(got) != 1 {
 		t.Errorf("audit certs --user gha:acme/web:run=4242: %d certificates, want 1", len(got))
+	}
+	carol.ok("audit", "verify")
+
+	// Revoking the run: after host sync the host refuses its certificate.
+	sam := srv.as(t, "sam", "")
+	sam.ok("revoke", "--user", "gha:acme/web:run=4242", "--reason", "run cancelled")
+	if got := auditCerts(t, srv, "--user", "gha:acme/web:run=4242"); len(got) != 1 || got[0].RevokedAt == nil {
+		t.Errorf("the run's certificate after the revocation: %+v, want it revoked", got)
+	}
+	carol.ok("host", "sync", "--dir", hostFiles)
+	if _, stderr, err := testenv.SSH(t, sock, host.Port, testenv.Login(t), "true"); err == nil {
+		t.Errorf("the revoked run's certificate still got in; stderr=%q", stderr)
 	}
 }
 
