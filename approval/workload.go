@@ -127,8 +127,8 @@ func notRequester(ctx context.Context, login string, p *Policy, what string) *Er
 	if len(allowed) == 0 {
 		allowed = append(allowed, "none")
 	}
-	return newErr(ErrForbidden, CodeNotARequester, "workload %s (ref %s) may not %s %s: its workloads are %s",
-		w.Identity(), w.Ref, what, p.Group, strings.Join(allowed, "; "))
+	return newErr(ErrForbidden, CodeNotARequester, "workload %s (ref %s) may not %s %s: its workloads are %s; run the job from one of those, or add it to host_groups.%s.workloads in the server's config",
+		w.Identity(), w.Ref, what, p.Group, strings.Join(allowed, "; "), p.Group)
 }
 
 // workloadEventData is what a workload's request records of the run.

@@ -2,11 +2,14 @@ package oidc
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -229,9 +232,9 @@ func (v *Verifier) VerifyWorkload(ctx context.Context, token string) (ca.Workloa
 	var expired *oidc.TokenExpiredError
 	switch {
 	case errors.As(err, &expired):
-		return ca.Workload{}, refused("the token expired at %s", expired.Expiry.UTC().Format(time.RFC3339))
+		return ca.Workload{}, refused("the token expired at %s; a job's tokens live minutes, so fetch a fresh one for each call (jit-ssh login does)", expired.Expiry.UTC().Format(time.RFC3339))
 	case err != nil:
-		return ca.Workload{}, refused("%s", strings.TrimPrefix(err.Error(), "oidc: "))
+		return ca.Workload{}, refused("%s%s", strings.TrimPrefix(err.Error(), "oidc: "), v.hint(token))
 	}
 	var c claims
 	if err := tok.Claims(&c); err != nil {
@@ -241,11 +244,11 @@ func (v *Verifier) VerifyWorkload(ctx context.Context, token string) (ca.Workloa
 	if len(tok.Audience) != 1 {
 		// A token for several audiences could have been replayed here by
 		// any of the others.
-		return ca.Workload{}, refused("the token is for %d audiences; it must be for %q alone", len(tok.Audience), v.audience)
+		return ca.Workload{}, refused("the token is for %d audiences; it must be for %q alone (ask for it with audience=%s)", len(tok.Audience), v.audience, v.audience)
 	}
 	if c.NotBefore != nil {
 		if nbf := time.Unix(int64(*c.NotBefore), 0); nbf.After(now.Add(NotBeforeLeeway)) {
-			return ca.Workload{}, refused("the token is not valid before %s", nbf.UTC().Format(time.RFC3339))
+			return ca.Workload{}, refused("the token is not valid before %s; check the clocks of the runner and the jit-ssh server", nbf.UTC().Format(time.RFC3339))
 		}
 	}
 	if tok.Expiry.After(now.Add(v.maxLifetime)) {
@@ -266,4 +269,38 @@ func (v *Verifier) VerifyWorkload(ctx context.Context, token string) (ca.Workloa
 		return ca.Workload{}, fmt.Errorf("%w: too many unexpired workload tokens remembered (%d); try again in a few minutes", ca.ErrUnavailable, v.replay.max)
 	}
 	return w, nil
+}
+
+// hint says what to do about a token go-oidc refused, from its claims read
+// without verification: for the message only, never for a decision.
+func (v *Verifier) hint(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Issuer   string          `json:"iss"`
+		Audience json.RawMessage `json:"aud"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return ""
+	}
+	var auds []string
+	if json.Unmarshal(c.Audience, &auds) != nil {
+		var one string
+		if json.Unmarshal(c.Audience, &one) == nil {
+			auds = []string{one}
+		}
+	}
+	switch {
+	case c.Issuer != v.issuer:
+		return fmt.Sprintf("; this server trusts only tokens of %s (workload_identity.github_actions.issuer)", v.issuer)
+	case !slices.Contains(auds, v.audience):
+		return fmt.Sprintf("; set JIT_SSH_AUDIENCE=%s in the job (the server's workload_identity.github_actions.audience)", v.audience)
+	}
+	return ""
 }

@@ -222,8 +222,8 @@ func TestWorkloadRefusals(t *testing.T) {
 		t.Errorf("JWKS down: %d %s, want 503 saying the keys could not be fetched", code, body)
 	}
 	r := runResult(t, job(t, srv, stub, sock, testenv.TempDir(t), nil, "login", "web-prod", "--timeout", "1s"))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "unavailable") {
-		t.Errorf("login with the JWKS down: exit %d, stderr %q; want a failure naming the unavailable issuer", r.Code, r.Stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "GitHub Actions token issuer is unavailable") {
+		t.Errorf("login with the JWKS down: exit %d, stderr %q; want exit 1 naming the unavailable issuer", r.Code, r.Stderr)
 	}
 	stub.FailJWKS(false)
 
@@ -248,8 +248,9 @@ func TestWorkloadRefusals(t *testing.T) {
 			stub.SetJob(tc.job)
 			defer stub.SetJob(nil)
 			r := runResult(t, job(t, srv, stub, sock, testenv.TempDir(t), tc.extra, "login", "web-prod", "--timeout", "5s"))
-			if r.Code == 0 || !strings.Contains(r.Stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want a failure saying %q", r.Code, r.Stderr, tc.want)
+			t.Logf("login: exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
+			if r.Code != 3 || !strings.Contains(r.Stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit 3 (not authorised) saying %q", r.Code, r.Stderr, tc.want)
 			}
 		})
 	}
