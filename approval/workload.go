@@ -117,6 +117,9 @@ func workloadMayRequest(ctx context.Context, login string, p *Policy) bool {
 // notRequester is the refusal of login, who may not request p.
 func notRequester(ctx context.Context, login string, p *Policy, what string) *Error {
 	if !ca.IsWorkloadRequester(login) {
+		if len(p.Requesters) == 0 {
+			return newErr(ErrForbidden, CodeNotARequester, "%s may not %s %s: only CI workloads may (it has no requester teams)", login, what, p.Group)
+		}
 		return newErr(ErrForbidden, CodeNotARequester, "%s may not %s %s: not a member of %s", login, what, p.Group, strings.Join(p.Requesters, ", "))
 	}
 	w, _ := workloadFrom(ctx)

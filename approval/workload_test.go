@@ -97,6 +97,15 @@ func TestWorkloadFollowsThePolicy(t *testing.T) {
 	}
 }
 
+// A group only workloads may request refuses people, saying so.
+func TestWorkloadOnlyGroupRefusesPeople(t *testing.T) {
+	e, _ := newWorkloadEnv(t)
+	_, err := e.svc.Create(t.Context(), "alice", "web", 10*time.Minute, "INC-1")
+	if !isCode(err, approval.CodeNotARequester) || !strings.Contains(err.Error(), "only CI workloads") {
+		t.Fatalf("alice requesting web: %v", err)
+	}
+}
+
 func TestWorkloadRefusedWithoutVerifier(t *testing.T) {
 	e := newEnv(t, nil)
 	_, _, err := e.svc.AuthenticateWorkload(t.Context(), "x.y.z")
