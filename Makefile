@@ -63,6 +63,11 @@ demo: setup-demo build ## run the whole JIT flow on the embedded default: server
 demo-vault: setup-demo build vault ## the same flow with the CA key in a real Vault (bin/vault dev server), AppRole login, a seal that fails closed
 	JIT=$(CURDIR)/$(JIT) VAULT=$(CURDIR)/$(VAULT) bash test/demo/demo-vault.sh
 
+.PHONY: demo-ci
+demo-ci: setup-demo build ## a GitHub Actions deploy job logs in with its OIDC ID token (stand-in issuer), deploys over ssh, is audited and revoked
+	$(GO) build -o $(BIN)/oidcstub ./test/oidcstub/cmd/oidcstub
+	JIT=$(CURDIR)/$(JIT) OIDCSTUB=$(CURDIR)/$(BIN)/oidcstub bash test/demo/demo-ci.sh
+
 .PHONY: bench
 bench: setup-bench build vault ## benchmarks side by side with Vault and sqlite3 (about 5 min); table + bench/last.json
 	$(GO) run ./test/bench -jit $(JIT) -vault $(VAULT) -out bench/last.json $(BENCHFLAGS)

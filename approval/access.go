@@ -36,6 +36,11 @@ func (s *Service) unavailable(err error) *Error {
 // memberOfAny reports whether login is in any of teams; provider failures
 // fail closed.
 func (s *Service) memberOfAny(ctx context.Context, login string, teams []string) (bool, error) {
+	if ca.IsWorkloadRequester(login) {
+		// A workload is in no team: it never approves or audits, and its
+		// name is not the directory's to look up.
+		return false, nil
+	}
 	for _, t := range teams {
 		ok, err := s.dir.IsMember(ctx, login, t)
 		if err != nil {
@@ -56,8 +61,13 @@ func (s *Service) isApprover(ctx context.Context, login string, p *Policy) (bool
 }
 
 // isRequester is the rule for "login may request p": a member of one of
-// its requester teams, asked now (Create and again Authorize at issuance).
+// its requester teams, asked now (Create and again Authorize at issuance);
+// for a workload, one its workloads name, judged by the claims of this
+// call's token.
 func (s *Service) isRequester(ctx context.Context, login string, p *Policy) (bool, error) {
+	if ca.IsWorkloadRequester(login) {
+		return workloadMayRequest(ctx, login, p), nil
+	}
 	return s.memberOfAny(ctx, login, p.Requesters)
 }
 

@@ -9,12 +9,14 @@
 // failure into code and sentence, for answers and refusal events alike.
 //
 // The Service's files are by topic: access (authentication, membership,
-// visibility), requests (the lifecycle), reviews (the review rules),
+// visibility), workload (CI jobs signing in with OIDC ID tokens, through a
+// WorkloadVerifier, and the host groups' workload rules), requests (the lifecycle), reviews (the review rules),
 // grants (issuance decisions), sweeps (expiry and the end of grants:
 // reads show them, the sweepers and actions record them), watch (long
 // polling), notify and refusals (telling people and the ledger).
 // Authority's are authority (its ledger interfaces and options), issue,
 // certificates, events, revoke and failure. The
 // identity providers other than the static one and the webhook notifier
-// live in approval/github and approval/notify, which need only ca.
+// live in approval/github, approval/oidc (workloads) and approval/notify,
+// which need only ca.
 package approval

@@ -48,6 +48,9 @@ func (s *Service) Authorize(ctx context.Context, login, id string) (ca.Grant, er
 	if ok, err := s.isRequester(ctx, login, p); err != nil {
 		return ca.Grant{}, err
 	} else if !ok {
+		if ca.IsWorkloadRequester(login) {
+			return ca.Grant{}, notRequester(ctx, login, p, "be issued certificates for")
+		}
 		return ca.Grant{}, newErr(ErrForbidden, CodeNotARequester, "%s is no longer a member of %s", login, strings.Join(p.Requesters, ", "))
 	}
 	if p.AllowedHours != nil && !p.AllowedHours.Contains(now) {

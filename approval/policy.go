@@ -20,6 +20,10 @@ type Policy struct {
 	Extensions        []string
 	SourceAddress     []string
 	AllowedHours      *Hours // nil = any time
+	// Workloads are the CI jobs (GitHub Actions) that may request the
+	// group, besides the members of Requesters; their requests need the
+	// same approvals.
+	Workloads []WorkloadRule
 }
 
 // Profile returns the certificate profile of the group.

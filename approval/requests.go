@@ -39,7 +39,15 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 		return nil, err
 	}
 	if !ok {
-		return nil, newErr(ErrForbidden, CodeNotARequester, "%s may not request %s: not a member of %s", login, group, strings.Join(p.Requesters, ", "))
+		return nil, notRequester(ctx, login, p, "request")
+	}
+	w, isWorkload := workloadFrom(ctx)
+	if isWorkload && strings.TrimSpace(reason) == "" {
+		// The run's verified claims tell approvers what is asking.
+		reason = w.Describe() // printable ASCII (ca.CheckWorkload)
+		if len(reason) > MaxReasonLen {
+			reason = reason[:MaxReasonLen]
+		}
 	}
 	if p.ApprovalsRequired > 0 && strings.TrimSpace(reason) == "" {
 		return nil, errReasonRequired(group)
@@ -62,6 +70,9 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 		CreatedAt: now, UpdatedAt: now, Version: 1, Reviews: []ca.Review{}}
 	events := []ca.Event{{Time: now, Actor: login, Type: ca.EventRequestCreated, RequestID: id,
 		Data: map[string]any{"host_group": group, "duration": d.String(), "reason": reason, "approvals_required": p.ApprovalsRequired}}}
+	if isWorkload {
+		events[0].Data["workload"] = workloadEventData(w)
+	}
 	if p.ApprovalsRequired == 0 {
 		r.State, r.ApprovedAt = ca.StateApproved, now
 		events = append(events, grantStarted(r, nil, "auto-approved: approvals_required is 0"))

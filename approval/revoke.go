@@ -131,8 +131,8 @@ func (a *Authority) authorizeRevocation(ctx context.Context, login string, o Rev
 		}
 		return ca.RevokeSpec{RequestID: req.ID}, a.svc.CanRevoke(ctx, login, req.Requester, req.HostGroup)
 	default:
-		if ca.CheckLogin(o.User) != nil {
-			return ca.RevokeSpec{}, invalidInput("user %q is not a valid login", o.User)
+		if ca.CheckRequester(o.User) != nil {
+			return ca.RevokeSpec{}, invalidInput("user %q is not a valid login or workload (gha:<owner>/<repo>:run=<id>)", o.User)
 		}
 		return ca.RevokeSpec{User: o.User}, a.svc.CanRevoke(ctx, login, o.User, "")
 	}

@@ -47,6 +47,7 @@ const DefaultPendingTTL = 24 * time.Hour
 type Service struct {
 	store      Store
 	dir        Directory
+	workloads  WorkloadVerifier // nil: workload tokens are refused
 	policies   map[string]*Policy
 	auditors   []string
 	admins     []string

@@ -18,10 +18,13 @@ const DefaultSkew = 2 * time.Minute
 // KeyID builds the certificate KeyId that sshd logs with every login:
 // jit-ssh:user=<login>:group=<group>:req=<request-id>:by=<a>[,<b>]. An
 // auto-approved grant (approvals_required 0) has by=- since "-" is never a
-// valid login. Every part is checked, so the KeyId cannot be forged from a
-// crafted name.
+// valid login. A workload's user is its requester name (see
+// Workload.Requester), so its KeyIds read
+// jit-ssh:user=gha:<owner>/<repo>:run=<run id>:group=...: the host's log
+// names the workflow run. Every part is checked, so the KeyId cannot be
+// forged from a crafted name.
 func KeyID(user, group, requestID string, approvers []string) (string, error) {
-	if err := CheckLogin(user); err != nil {
+	if err := CheckRequester(user); err != nil {
 		return "", err
 	}
 	if err := CheckGroup(group); err != nil {
@@ -50,6 +53,14 @@ func KeyIDFields(keyID string) (user, group, requestID string, approvers []strin
 		return "", "", "", nil, false
 	}
 	parts := strings.Split(rest, ":")
+	if len(parts) == 6 {
+		// A workload's user, gha:<owner>/<repo>:run=<id>, holds two colons.
+		u := strings.Join(parts[:3], ":")
+		if CheckRequester(strings.TrimPrefix(u, "user=")) != nil || !IsWorkloadRequester(strings.TrimPrefix(u, "user=")) {
+			return "", "", "", nil, false
+		}
+		parts = append([]string{u}, parts[3:]...)
+	}
 	if len(parts) != 4 {
 		return "", "", "", nil, false
 	}

@@ -21,6 +21,11 @@ type Client struct {
 	base  *url.URL
 	token string
 	http  *http.Client
+
+	// scheme and credential, when set, authenticate each call instead of
+	// token (WithCredential).
+	scheme     string
+	credential func(ctx context.Context) (string, error)
 }
 
 // ClientOption configures a Client.
@@ -30,6 +35,15 @@ type ClientOption func(*Client)
 // Client uses a copy whose redirects are checked like the server URL (see
 // ServerURL); h itself is not changed.
 func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
+
+// WithCredential makes the client authenticate every call with a fresh
+// credential from fetch, sent as "Authorization: <scheme> <credential>",
+// instead of the bearer token: a CI job's OIDC ID token, which the server
+// accepts once (approval.WorkloadScheme). A failed fetch fails the call
+// before anything is sent.
+func WithCredential(scheme string, fetch func(ctx context.Context) (string, error)) ClientOption {
+	return func(c *Client) { c.scheme, c.credential = scheme, fetch }
+}
 
 // ErrInsecureServer means a server URL (or a redirect) is plain http to a
 // host that is not loopback: the caller's token, or a host's trust in a CA
@@ -165,7 +179,14 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
+	switch {
+	case c.credential != nil:
+		cred, err := c.credential(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", c.scheme+" "+cred)
+	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)

@@ -170,11 +170,22 @@ func HTTPServer(addr string, h http.Handler, opts ...HTTPOption) *http.Server {
 
 type handler func(w http.ResponseWriter, r *http.Request, login string)
 
-// authed resolves the bearer token to a login before calling h.
+// authed resolves the caller's credential to a login before calling h: a
+// person's bearer token, or a CI job's ID token under
+// approval.WorkloadScheme, whose verified claims the service reads from
+// the request's context.
 func (s *Server) authed(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		login, err := s.svc.Authenticate(r.Context(), strings.TrimSpace(token))
+		var login string
+		var err error
+		if idToken, ok := strings.CutPrefix(r.Header.Get("Authorization"), approval.WorkloadScheme+" "); ok {
+			var ctx context.Context
+			ctx, login, err = s.svc.AuthenticateWorkload(r.Context(), strings.TrimSpace(idToken))
+			r = r.WithContext(ctx)
+		} else {
+			token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			login, err = s.svc.Authenticate(r.Context(), strings.TrimSpace(token))
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="jit-ssh"`)
 			s.fail(w, r, err)
@@ -525,8 +536,8 @@ func parseTimeParam(q url.Values, name string) (time.Time, error) {
 func certFilter(r *http.Request) (ca.CertFilter, error) {
 	q := r.URL.Query()
 	f := ca.CertFilter{User: q.Get("user"), Group: q.Get("group")}
-	if f.User != "" && ca.CheckLogin(f.User) != nil {
-		return f, fmt.Errorf("%w: user %q is not a valid login", errBadInput, f.User)
+	if f.User != "" && ca.CheckRequester(f.User) != nil {
+		return f, fmt.Errorf("%w: user %q is not a valid login or workload", errBadInput, f.User)
 	}
 	if f.Group != "" && ca.CheckGroup(f.Group) != nil {
 		return f, fmt.Errorf("%w: group %q is not a valid host group", errBadInput, f.Group)

@@ -80,7 +80,7 @@ in memory and in the agent.`,
 }
 
 func (o *loginOptions) run(ctx context.Context, e *env, key *ephemeralKey) error {
-	c, err := e.client()
+	c, err := e.loginClient() // a GitHub Actions job signs in with its ID tokens (actions.go)
 	if err != nil {
 		return err
 	}

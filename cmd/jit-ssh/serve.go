@@ -119,7 +119,8 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	defer stopNotifier()
 	svc := approval.NewService(db, dir, comp.Policies, cfg.Auditors,
 		approval.WithPendingTTL(time.Duration(cfg.PendingTTL)), approval.WithLogger(log), approval.WithAdmins(cfg.Admins),
-		approval.WithNotifier(notifier), approval.WithSignInHint(devSignInHint(o.dev, cfg)))
+		approval.WithNotifier(notifier), approval.WithSignInHint(devSignInHint(o.dev, cfg)),
+		approval.WithWorkloadVerifier(workloadVerifier(cfg)))
 	issuer := ca.NewIssuer(signer, db, append(issuerOpts, ca.WithLogger(log))...)
 	srv := api.NewServer(svc, issuer, signer, db, api.WithLogger(log), api.WithTrustedKeys(trusted), api.WithLimits(comp.Limits))
 

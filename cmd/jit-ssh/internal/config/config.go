@@ -27,6 +27,9 @@ type Server struct {
 	PendingTTL    Duration             `yaml:"pending_ttl"`
 	Notify        Notify               `yaml:"notify"`
 	Limits        Limits               `yaml:"limits"`
+	// WorkloadIdentity lets CI jobs request host groups with their OIDC
+	// tokens (workloads.go).
+	WorkloadIdentity WorkloadIdentity `yaml:"workload_identity,omitempty"`
 
 	hash string // SHA-256 of the file (or of the built-in default)
 }
@@ -135,6 +138,8 @@ type HostGroup struct {
 	Extensions        []string `yaml:"extensions"`
 	SourceAddress     []string `yaml:"source_address"`
 	AllowedHours      string   `yaml:"allowed_hours"`
+	// Workloads are the CI jobs that may request the group (workloads.go).
+	Workloads []Workload `yaml:"workloads,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s", "5m", "2h".

@@ -53,6 +53,7 @@ func (c *Server) applyDefaults() {
 			g.CacheTTL = Duration(github.DefaultCacheTTL)
 		}
 	}
+	c.WorkloadIdentity.applyDefaults()
 	d := api.DefaultLimits()
 	c.Limits.Requests.applyDefaults(d.Requests)
 	c.Limits.Certificates.applyDefaults(d.Certificates)

@@ -183,6 +183,7 @@ func (c *Server) Validate() (*Compiled, error) {
 		out.TrustedCAKeys = append(out.TrustedCAKeys, pub)
 	}
 	p = append(p, c.Notify.validate()...)
+	p = append(p, c.WorkloadIdentity.validate()...)
 	p = append(p, c.Limits.Requests.validate("limits.requests")...)
 	p = append(p, c.Limits.Certificates.validate("limits.certificates")...)
 	p = append(p, c.Limits.Writes.validate("limits.writes")...)
@@ -197,6 +198,9 @@ func (c *Server) Validate() (*Compiled, error) {
 	for _, name := range slices.Sorted(maps.Keys(c.HostGroups)) {
 		pol, problems := c.HostGroups[name].compile("host_groups."+name, name)
 		p = append(p, problems...)
+		var wp []string
+		pol.Workloads, wp = compileWorkloads("host_groups."+name+".workloads", c.HostGroups[name].Workloads, c.WorkloadIdentity.GitHubActions != nil)
+		p = append(p, wp...)
 		out.Policies = append(out.Policies, pol)
 	}
 	if len(p) > 0 {
@@ -234,8 +238,8 @@ func (g HostGroup) compile(path, name string) (*approval.Policy, []string) {
 			add(fmt.Sprintf(".principals[%d]", i), "%q is not a valid principal (letters, digits, '.', '_', '-')", pr)
 		}
 	}
-	if len(g.Requesters) == 0 {
-		add(".requesters", "at least one team is required")
+	if len(g.Requesters) == 0 && len(g.Workloads) == 0 {
+		add(".requesters", "at least one team is required (or, for a group only CI jobs reach, workloads)")
 	}
 	for i, t := range g.Requesters {
 		if ca.CheckTeam(t) != nil {
