@@ -26,8 +26,9 @@ import (
 // Failures read as through vault/api: a transport error is the error
 // vault/api returns for it (the context's error once the context is done),
 // an HTTP error is the *api.ResponseError vault/api builds, a 404 is
-// treated as Logical().Write treats it, and a redirect or an answer that is
-// not a plain sign response goes the vault/api way.
+// treated as Logical().Write treats it, a failed attempt drops the idle
+// connections as vault/api's retry layer did, and a redirect or an answer
+// that is not a plain sign response goes the vault/api way.
 type signCall struct {
 	hc   *http.Client
 	tmpl *http.Request // no token, no body, no context
@@ -122,6 +123,7 @@ func (sc *signCall) do(ctx context.Context, token string, body []byte, slow func
 	}
 	resp, err := sc.hc.Do(req)
 	if err != nil {
+		sc.hc.CloseIdleConnections()
 		if cerr := ctx.Err(); cerr != nil {
 			return signReply{}, cerr // what vault/api's retry policy returns
 		}
@@ -131,6 +133,9 @@ func (sc *signCall) do(ctx context.Context, token string, body []byte, slow func
 		return signReply{}, err
 	}
 	defer resp.Body.Close()
+	if dropsIdle(resp.StatusCode) {
+		defer sc.hc.CloseIdleConnections()
+	}
 	switch {
 	case resp.StatusCode == 301 || resp.StatusCode == 302 || resp.StatusCode == 307:
 		_, _ = io.Copy(io.Discard, resp.Body)
@@ -159,6 +164,15 @@ func (sc *signCall) do(ctx context.Context, token string, body []byte, slow func
 	// Empty, not JSON, or no data object: what vault/api makes of it.
 	secret, err := api.ParseSecret(bytes.NewReader(buf.Bytes()))
 	return replyOf(secret), err
+}
+
+// dropsIdle reports whether vault/api's retry policy counts an answer as
+// a failed attempt, after which it closes the idle connections (so the
+// Signer's retry dials afresh rather than reusing a connection to a Vault
+// that went away): 412, 429 and 5xx other than 501. A transport error
+// closes them too.
+func dropsIdle(status int) bool {
+	return status == 412 || status == 429 || (status >= 500 && status != 501)
 }
 
 // failed is the error of an HTTP error answer, as (*api.Logical).Write
