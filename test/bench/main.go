@@ -1,13 +1,15 @@
 // Command bench measures jit-ssh side by side with what a user would
 // otherwise run, in one run on one machine: the raw SSH signature, the
 // embedded default under load, Vault's own ssh/sign against jit-ssh with the
-// Vault signer, the whole `jit-ssh login` process with a real ssh-agent, and
+// Vault signer (sharing both CPUs, then pinned: Vault on CPU 0, jit-ssh and
+// the clients on CPU 1), the whole `jit-ssh login` process with a real ssh-agent, and
 // audit queries on a generated ledger against the sqlite3 CLI on the same
 // file. It starts every server it needs, prints a table (Markdown with
 // -markdown) and writes one JSON object to bench/last.json.
 //
 //	go run ./test/bench -jit bin/jit-ssh -vault bin/vault          # make bench
 //	go run ./test/bench -quick -jit bin/jit-ssh -vault bin/vault   # make bench-quick
+//	go run ./test/bench -quick -only vault -jit bin/jit-ssh -vault bin/vault  # the Vault comparisons alone
 package main
 
 import (
