@@ -7,6 +7,7 @@
 #            test   demo's, plus sqlite3, a C compiler (go test -race needs cgo)
 #                   and chattr (the read-only ledger fault test)
 #            bench  demo's, plus sqlite3 (the query floor the bench compares with)
+#                   and taskset (the Vault comparison pinned to CPUs)
 #            ci     everything test needs
 #
 # When everything is present it prints nothing and returns at once: it looks
@@ -56,6 +57,7 @@ for purpose in "$@"; do
   bench)
     openssh
     need sqlite3 sqlite3
+    need taskset util-linux
     ;;
   *) echo "tools/setup.sh: unknown purpose '$purpose' (want demo, test, bench or ci)" >&2; exit 2 ;;
   esac

@@ -4,6 +4,11 @@
 // with renewal) and Setup, the idempotent mount and role configuration run by
 // `jit-ssh vault setup`.
 //
+// The sign call, the one on every issuance, is a lean net/http request
+// (signcall.go) over the Vault client's own *http.Client, so its address,
+// TLS settings and connection pool are the client's; everything else (set-up,
+// AppRole login, token renewal, the CA key) goes through vault/api.
+//
 // Every failure to reach or use Vault fails closed: the error wraps
 // ca.ErrSignerUnavailable and one of this package's sentinels (ErrSealed,
 // ErrUnreachable, ErrTimeout, ...), and its message names Vault and the

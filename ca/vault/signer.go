@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,7 @@ const (
 type Signer struct {
 	src     *api.Client // the caller's client: its token is read on every call
 	api     *api.Client // our copy, with Vault's own retries off
+	sign    *signCall   // the hot call, on plain net/http through api's *http.Client
 	mount   string
 	role    string
 	timeout time.Duration
@@ -154,6 +156,9 @@ func New(client *api.Client, mount, role string, opts ...Option) (*Signer, error
 	own.SetHeaders(client.Headers()) // namespace and custom headers
 	own.SetToken(client.Token())
 	s.api = own
+	if s.sign, err = newSignCall(own, mount+"/sign/"+role); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -208,21 +213,27 @@ func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certific
 	// certificate never outlives what was asked, and never ask for 0 (Vault
 	// would substitute the mount's default lease TTL).
 	ttl := max(int64(ca.CertTime(tmpl.ValidBefore).Sub(s.now())/time.Second), 1)
-	data := map[string]any{
-		"public_key":       string(ssh.MarshalAuthorizedKey(tmpl.Key)),
-		"valid_principals": strings.Join(tmpl.ValidPrincipals, ","),
-		"ttl":              ttl,
-		"cert_type":        "user",
-		"key_id":           tmpl.KeyId,
-		"extensions":       stringMap(tmpl.Extensions),
-		"critical_options": stringMap(tmpl.CriticalOptions),
+	req := &signRequest{
+		CertType:        "user",
+		CriticalOptions: orEmpty(tmpl.CriticalOptions),
+		Extensions:      orEmpty(tmpl.Extensions),
+		KeyID:           tmpl.KeyId,
+		PublicKey:       string(ssh.MarshalAuthorizedKey(tmpl.Key)),
+		TTL:             ttl,
+		ValidPrincipals: strings.Join(tmpl.ValidPrincipals, ","),
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("vault: encoding the sign request: %w", err)
 	}
 	path := s.mount + "/sign/" + s.role
 	op := "sign with " + path
-	var secret *api.Secret
-	err := s.call(ctx, op, func(ctx context.Context, c *api.Client) error {
+	var reply signReply
+	err = s.call(ctx, op, func(ctx context.Context, c *api.Client) error {
 		var err error
-		secret, err = c.Logical().WriteWithContext(ctx, path, data)
+		reply, err = s.sign.do(ctx, c.Token(), body, func(ctx context.Context) (*api.Secret, error) {
+			return c.Logical().WriteWithContext(ctx, path, req.asMap())
+		})
 		return err
 	})
 	if e := (*Error)(nil); errors.As(err, &e) && errors.Is(e.Kind, ErrRejected) {
@@ -233,7 +244,7 @@ func (s *Signer) Sign(ctx context.Context, tmpl *ssh.Certificate) (*ssh.Certific
 	if err != nil {
 		return nil, err
 	}
-	cert, err := s.parseSigned(ctx, op, secret)
+	cert, err := s.parseSigned(ctx, op, reply)
 	if err != nil {
 		return nil, err
 	}
@@ -255,14 +266,14 @@ func (s *Signer) ExplainMismatch() string {
 // parseSigned extracts the certificate from a sign response and checks that
 // it is a user certificate; the full comparison with the request is
 // ca.Verify's.
-func (s *Signer) parseSigned(ctx context.Context, op string, secret *api.Secret) (*ssh.Certificate, error) {
-	if secret == nil || secret.Data == nil {
+func (s *Signer) parseSigned(ctx context.Context, op string, reply signReply) (*ssh.Certificate, error) {
+	if !reply.data {
 		return nil, &Error{Op: op, Addr: s.api.Address(), Kind: ErrBadResponse, Err: errors.New("empty response")}
 	}
-	for _, w := range secret.Warnings {
+	for _, w := range reply.warnings {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "vault warning", slog.String("op", op), slog.String("warning", w))
 	}
-	signed, _ := secret.Data["signed_key"].(string)
+	signed := reply.signed
 	if signed == "" {
 		return nil, &Error{Op: op, Addr: s.api.Address(), Kind: ErrBadResponse, Err: errors.New("no signed_key in the response")}
 	}
@@ -412,6 +423,15 @@ func classifySealed(ctx context.Context, c *api.Client, op string, err error, ti
 		}
 	}
 	return e
+}
+
+// orEmpty returns m, or an empty map for nil: Vault is sent {} (as
+// vault/api sent it), not null.
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func stringMap(m map[string]string) map[string]any {

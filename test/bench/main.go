@@ -1,7 +1,8 @@
 // Command bench measures jit-ssh side by side with what a user would
 // otherwise run, in one run on one machine: the raw SSH signature, the
 // embedded default under load, Vault's own ssh/sign against jit-ssh with the
-// Vault signer, the whole `jit-ssh login` process with a real ssh-agent, and
+// Vault signer (sharing both CPUs, then pinned: Vault on CPU 0, jit-ssh and
+// the clients on CPU 1), the whole `jit-ssh login` process with a real ssh-agent, and
 // audit queries on a generated ledger against the sqlite3 CLI on the same
 // file. It starts every server it needs, prints a table (Markdown with
 // -markdown) and writes one JSON object to bench/last.json.
@@ -9,6 +10,7 @@
 //	go run ./test/bench -jit bin/jit-ssh -vault bin/vault          # make bench
 //	go run ./test/bench -quick -jit bin/jit-ssh -vault bin/vault   # make bench-quick
 //	go run ./test/bench -only login -jit bin/jit-ssh -out /tmp/b.json # the login figures alone
+//	go run ./test/bench -quick -only vault -jit bin/jit-ssh -vault bin/vault  # the Vault comparisons alone
 package main
 
 import (
@@ -53,7 +55,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 16, "concurrent clients of the load phases")
 	flag.IntVar(&c.ledgerRows, "ledger", 0, "certificates in the generated audit ledger (default 1,000,000; 100,000 with -quick)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (ledgers and server logs) for inspection")
-	flag.StringVar(&c.only, "only", "", "measure one part only: login (login_* and ensure_p50_ms, on the embedded default)")
+	flag.StringVar(&c.only, "only", "", "measure one part only: login (login_* and ensure_p50_ms, on the embedded default) or vault (the Vault comparisons, co-located and pinned)")
 	from := flag.String("from", "", "print the table of an earlier run's JSON (e.g. bench/last.json) and exit")
 	flag.Parse()
 	if *from != "" {
@@ -77,6 +79,10 @@ func main() {
 		if c.ledgerRows == 0 {
 			c.ledgerRows = 1_000_000
 		}
+	}
+	if c.only != "" && c.only != "vault" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: the only part is vault\n", c.only)
+		os.Exit(2)
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -103,6 +109,10 @@ type results struct {
 	VaultRawP99MS *float64 `json:"vault_raw_p99_ms,omitempty"`
 	VaultJITP99MS *float64 `json:"vault_jit_p99_ms,omitempty"`
 
+	VaultPinnedRawPerS *float64 `json:"vault_pinned_raw_per_s,omitempty"`
+	VaultPinnedJITPerS *float64 `json:"vault_pinned_jit_per_s,omitempty"`
+	VaultPinnedRatio   *float64 `json:"vault_pinned_ratio,omitempty"`
+
 	LoginP50MS float64 `json:"login_p50_ms"`
 	LoginP99MS float64 `json:"login_p99_ms"`
 	// EnsureP50MS is 'jit-ssh login --ensure' while the agent holds the
@@ -123,40 +133,52 @@ type results struct {
 
 // details explains how the headline figures were taken.
 type details struct {
-	Workers             int      `json:"workers"`
-	LoadSeconds         float64  `json:"load_seconds_per_phase"`
-	EmbeddedRequests    int      `json:"embedded_requests"`
-	EmbeddedErrors      int      `json:"embedded_errors"`
-	VaultRounds         int      `json:"vault_interleaved_rounds"`
-	VaultRawP50MS       float64  `json:"vault_raw_p50_ms,omitempty"`
-	VaultJITP50MS       float64  `json:"vault_jit_p50_ms,omitempty"`
-	LoginRuns           int      `json:"login_runs"`
-	EnsureRuns          int      `json:"ensure_runs"`
-	EnsureP99MS         float64  `json:"ensure_p99_ms"`
-	ProcessStartMS      float64  `json:"jit_ssh_version_process_ms"`
-	LedgerRows          int      `json:"ledger_rows"`
-	LedgerGenerateS     float64  `json:"ledger_generate_s"`
-	LedgerFileMB        float64  `json:"ledger_file_mb"`
-	AuditRuns           int      `json:"audit_runs"`
-	UserQueryRows       int      `json:"audit_user_query_rows"`
-	UserQueryHTTPMS     float64  `json:"audit_user_query_http_ms"`
-	ValidAtRows         int      `json:"audit_valid_at_rows"`
-	ExportRows          int      `json:"audit_export_rows"`
-	ExportCLIRSSMB      float64  `json:"audit_export_cli_rss_mb"`
-	ExportServerRSSMB   float64  `json:"audit_export_server_rss_mb"`
-	ServerPeakRSSMB     float64  `json:"server_peak_rss_mb"`
-	SlowdownEmptyPerS   float64  `json:"slowdown_empty_certs_per_s"`
-	SlowdownLedgerPerS  float64  `json:"slowdown_ledger_certs_per_s"`
-	EmbeddedServerCPUUS float64  `json:"embedded_server_cpu_us_per_cert"`
-	EmbeddedClientCPUUS float64  `json:"embedded_client_cpu_us_per_cert"`
-	VaultCPUUSRaw       float64  `json:"vault_cpu_us_per_sign_raw"`
-	VaultCPUUSViaJIT    float64  `json:"vault_cpu_us_per_sign_via_jit"`
-	JITServerCPUUSVault float64  `json:"jit_server_cpu_us_per_cert_vault_signer"`
-	VaultClientCPUUSRaw float64  `json:"vault_client_cpu_us_per_sign_raw"`
-	VaultClientCPUUSJIT float64  `json:"vault_client_cpu_us_per_cert_via_jit"`
-	LoadAverageAtStart  string   `json:"load_average_at_start"`
-	LoadAverageAtEnd    string   `json:"load_average_at_end"`
-	Notes               []string `json:"notes"`
+	Workers             int     `json:"workers"`
+	LoadSeconds         float64 `json:"load_seconds_per_phase"`
+	EmbeddedRequests    int     `json:"embedded_requests"`
+	EmbeddedErrors      int     `json:"embedded_errors"`
+	VaultRounds         int     `json:"vault_interleaved_rounds"`
+	VaultRawP50MS       float64 `json:"vault_raw_p50_ms,omitempty"`
+	VaultJITP50MS       float64 `json:"vault_jit_p50_ms,omitempty"`
+	LoginRuns           int     `json:"login_runs"`
+	EnsureRuns          int     `json:"ensure_runs"`
+	EnsureP99MS         float64 `json:"ensure_p99_ms"`
+	ProcessStartMS      float64 `json:"jit_ssh_version_process_ms"`
+	LedgerRows          int     `json:"ledger_rows"`
+	LedgerGenerateS     float64 `json:"ledger_generate_s"`
+	LedgerFileMB        float64 `json:"ledger_file_mb"`
+	AuditRuns           int     `json:"audit_runs"`
+	UserQueryRows       int     `json:"audit_user_query_rows"`
+	UserQueryHTTPMS     float64 `json:"audit_user_query_http_ms"`
+	ValidAtRows         int     `json:"audit_valid_at_rows"`
+	ExportRows          int     `json:"audit_export_rows"`
+	ExportCLIRSSMB      float64 `json:"audit_export_cli_rss_mb"`
+	ExportServerRSSMB   float64 `json:"audit_export_server_rss_mb"`
+	ServerPeakRSSMB     float64 `json:"server_peak_rss_mb"`
+	SlowdownEmptyPerS   float64 `json:"slowdown_empty_certs_per_s"`
+	SlowdownLedgerPerS  float64 `json:"slowdown_ledger_certs_per_s"`
+	EmbeddedServerCPUUS float64 `json:"embedded_server_cpu_us_per_cert"`
+	EmbeddedClientCPUUS float64 `json:"embedded_client_cpu_us_per_cert"`
+	VaultCPUUSRaw       float64 `json:"vault_cpu_us_per_sign_raw"`
+	VaultCPUUSViaJIT    float64 `json:"vault_cpu_us_per_sign_via_jit"`
+	JITServerCPUUSVault float64 `json:"jit_server_cpu_us_per_cert_vault_signer"`
+	VaultClientCPUUSRaw float64 `json:"vault_client_cpu_us_per_sign_raw"`
+	VaultClientCPUUSJIT float64 `json:"vault_client_cpu_us_per_cert_via_jit"`
+
+	VaultPinnedRawP50MS       float64 `json:"vault_pinned_raw_p50_ms,omitempty"`
+	VaultPinnedJITP50MS       float64 `json:"vault_pinned_jit_p50_ms,omitempty"`
+	VaultPinnedCPUUSRaw       float64 `json:"vault_pinned_cpu_us_per_sign_raw,omitempty"`
+	VaultPinnedCPUUSViaJIT    float64 `json:"vault_pinned_cpu_us_per_sign_via_jit,omitempty"`
+	JITServerPinnedCPUUSVault float64 `json:"jit_server_pinned_cpu_us_per_cert_vault_signer,omitempty"`
+	VaultPinnedClientCPUUSRaw float64 `json:"vault_pinned_client_cpu_us_per_sign_raw,omitempty"`
+	VaultPinnedClientCPUUSJIT float64 `json:"vault_pinned_client_cpu_us_per_cert_via_jit,omitempty"`
+	VaultPinnedBusyRaw        float64 `json:"vault_pinned_vault_busy_raw,omitempty"`
+	VaultPinnedBusyViaJIT     float64 `json:"vault_pinned_vault_busy_via_jit,omitempty"`
+	JITPinnedBusy             float64 `json:"vault_pinned_jit_cpu_busy,omitempty"`
+
+	LoadAverageAtStart string   `json:"load_average_at_start"`
+	LoadAverageAtEnd   string   `json:"load_average_at_end"`
+	Notes              []string `json:"notes"`
 }
 
 type machine struct {
@@ -245,7 +267,7 @@ func run(c config) error {
 	}()
 
 	if c.only == "login" {
-		emb, err := startJIT(c.jit, filepath.Join(tmp, "embedded"), "", nil)
+		emb, err := startJIT(c.jit, filepath.Join(tmp, "embedded"), "", nil, "")
 		if err != nil {
 			return err
 		}
@@ -258,19 +280,28 @@ func run(c config) error {
 		printTable(os.Stdout, r, c.markdown)
 		return writeJSON(c.out, r)
 	}
+	keys, err := subjectKeys(256)
+	if err != nil {
+		return err
+	}
+	if c.only == "vault" {
+		step("Vault: ssh/sign straight and through jit-ssh, interleaved, %d rounds of %s each", c.rounds, c.loadDur)
+		if err := measureVault(ctx, c, r, tmp, keys, &stops); err != nil {
+			return err
+		}
+		r.Skipped = append(r.Skipped, "-only vault: only the Vault comparisons ran; every other figure is 0")
+		r.Details.LoadAverageAtEnd = loadAvg()
+		printTable(os.Stdout, r, c.markdown)
+		return writeJSON(c.out, r)
+	}
 
 	step("raw SignCert, one goroutine per core, %s", c.loadDur)
 	if r.RawSignPerS, err = rawSign(c.loadDur); err != nil {
 		return err
 	}
 
-	keys, err := subjectKeys(256)
-	if err != nil {
-		return err
-	}
-
 	step("embedded default: POST /v1/certificates, %d clients, %s", c.workers, c.loadDur)
-	emb, err := startJIT(c.jit, filepath.Join(tmp, "embedded"), "", nil)
+	emb, err := startJIT(c.jit, filepath.Join(tmp, "embedded"), "", nil, "")
 	if err != nil {
 		return err
 	}
@@ -322,7 +353,7 @@ func run(c config) error {
 	if st, err := os.Stat(ledger); err == nil {
 		r.Details.LedgerFileMB = float64(st.Size()) / (1 << 20)
 	}
-	big, err := startJIT(c.jit, ledgerDir, "", nil)
+	big, err := startJIT(c.jit, ledgerDir, "", nil, "")
 	if err != nil {
 		return err
 	}
@@ -490,111 +521,4 @@ func measureLogin(ctx context.Context, c config, srv *jitServer, tmp string) (lo
 	ensure.N = len(ensure.Lat)
 	ensure = ensure.merge(loadResult{})
 	return login, ensure, median(start), nil
-}
-
-// measureVault runs Vault's ssh/sign straight and jit-ssh with the Vault
-// signer under the same load, alternating rounds so drift hits both.
-func measureVault(ctx context.Context, c config, r *results, tmp string, keys []string, stops *[]func()) error {
-	dir := filepath.Join(tmp, "vault")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	v, err := startVault(c.vault, dir)
-	if err != nil {
-		return err
-	}
-	*stops = append(*stops, v.stop)
-	jdir := filepath.Join(tmp, "jit-vault")
-	if err := os.MkdirAll(jdir, 0o700); err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(jdir, "config.yaml")
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
-data_dir: %s
-signer:
-  type: vault
-  vault: {mount: ssh, role: jit-ssh, address: %q}
-identity:
-  type: static
-  static:
-    users:
-      alice: {token: dev-alice, teams: [backend]}
-      carol: {token: dev-carol, teams: [security]}
-auditors: [security]
-# Off as in --dev: the bench measures throughput, not the per-login limits.
-limits:
-  requests: {per_minute: 0}
-  certificates: {per_minute: 0}
-  writes: {per_minute: 0}
-host_groups:
-  staging:
-    principals: [staging]
-    requesters: [backend]
-    approvals_required: 0
-    max_duration: 1h
-    cert_ttl: 5m
-    extensions: [permit-pty]
-`, jdir, v.Addr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	venv := []string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.Token}
-	if _, _, _, err := runTimed(ctx, append(venv, "HOME="+jdir), c.jit, "vault", "setup", "--config", cfgPath); err != nil {
-		return err
-	}
-	jv, err := startJIT(c.jit, jdir, cfgPath, venv)
-	if err != nil {
-		return err
-	}
-	*stops = append(*stops, jv.stop)
-	reqID, err := openGrant(ctx, jv.URL, "dev-alice")
-	if err != nil {
-		return err
-	}
-	viaJIT, err := issueRequests(jv.URL, "dev-alice", reqID, keys)
-	if err != nil {
-		return err
-	}
-	straight, err := vaultSignRequests(v.Addr, v.Token, "ssh", "jit-ssh", reqID, keys)
-	if err != nil {
-		return err
-	}
-	hc := newHTTPClient(c.workers)
-	_ = runLoad(hc, c.workers, c.loadDur/5, 200, straight)
-	_ = runLoad(hc, c.workers, c.loadDur/5, 201, viaJIT)
-	var raw, jit loadResult
-	var cpuRaw, cpuJIT [3]float64 // vault, jit-ssh server, bench clients: CPU seconds
-	for i := range c.rounds {
-		m := meterCPU(v.pid(), jv.pid())
-		a := runLoad(hc, c.workers, c.loadDur, 200, straight)
-		if err := loadOK("vault ssh/sign", a); err != nil {
-			return err
-		}
-		for k, us := range m.perOp(1) {
-			cpuRaw[k] += us / 1e6
-		}
-		m = meterCPU(v.pid(), jv.pid())
-		b := runLoad(hc, c.workers, c.loadDur, 201, viaJIT)
-		if err := loadOK("jit-ssh with the Vault signer", b); err != nil {
-			return err
-		}
-		for k, us := range m.perOp(1) {
-			cpuJIT[k] += us / 1e6
-		}
-		raw, jit = raw.merge(a), jit.merge(b)
-		step("  round %d: vault %.0f/s, jit-ssh %.0f/s", i+1, a.perSec(), b.perSec())
-	}
-	rawPS, jitPS := raw.perSec(), jit.perSec()
-	ratio := jitPS / rawPS
-	rp99, jp99 := raw.pct(0.99), jit.pct(0.99)
-	r.VaultRawPerS, r.VaultJITPerS, r.VaultRatio, r.VaultRawP99MS, r.VaultJITP99MS = &rawPS, &jitPS, &ratio, &rp99, &jp99
-	r.Details.VaultRounds, r.Details.VaultRawP50MS, r.Details.VaultJITP50MS = c.rounds, raw.pct(0.5), jit.pct(0.5)
-	r.Details.VaultCPUUSRaw = cpuRaw[0] * 1e6 / float64(max(raw.N, 1))
-	r.Details.VaultClientCPUUSRaw = cpuRaw[2] * 1e6 / float64(max(raw.N, 1))
-	r.Details.VaultCPUUSViaJIT = cpuJIT[0] * 1e6 / float64(max(jit.N, 1))
-	r.Details.JITServerCPUUSVault = cpuJIT[1] * 1e6 / float64(max(jit.N, 1))
-	r.Details.VaultClientCPUUSJIT = cpuJIT[2] * 1e6 / float64(max(jit.N, 1))
-	jv.stop()
-	v.stop()
-	return nil
 }

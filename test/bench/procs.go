@@ -127,8 +127,9 @@ type jitServer struct {
 }
 
 // startJIT runs `jit-ssh serve --dev` (config == "") or with a config file,
-// on a free port and the data dir dir.
-func startJIT(bin, dir, config string, env []string) (*jitServer, error) {
+// on a free port and the data dir dir, pinned to the CPU list cpu ("": not
+// pinned).
+func startJIT(bin, dir, config string, env []string, cpu string) (*jitServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -145,7 +146,8 @@ func startJIT(bin, dir, config string, env []string) (*jitServer, error) {
 		} else {
 			args = append(args, "--config", config)
 		}
-		p, err := startProc("jit-ssh serve", filepath.Join(dir, "serve.log"), append([]string{"HOME=" + dir}, env...), bin, args...)
+		pbin, pargs := pinned(cpu, bin, args)
+		p, err := startProc("jit-ssh serve", filepath.Join(dir, "serve.log"), append([]string{"HOME=" + dir}, env...), pbin, pargs...)
 		if err != nil {
 			return nil, err
 		}
@@ -166,8 +168,9 @@ type vaultServer struct {
 }
 
 // startVault runs `vault server -dev` on a free port, in memory, as
-// test/vaulttest does (that package needs a testing.TB).
-func startVault(bin, dir string) (*vaultServer, error) {
+// test/vaulttest does (that package needs a testing.TB), pinned to the CPU
+// list cpu ("": not pinned).
+func startVault(bin, dir, cpu string) (*vaultServer, error) {
 	if st, err := os.Stat(bin); err != nil || st.IsDir() {
 		return nil, fmt.Errorf("no Vault binary at %s; run make vault once (it is reused afterwards)", bin)
 	}
@@ -179,9 +182,10 @@ func startVault(bin, dir string) (*vaultServer, error) {
 			return nil, err
 		}
 		env := []string{"HOME=" + dir, "TMPDIR=" + dir, "VAULT_DISABLE_MLOCK=true", "CHECKPOINT_DISABLE=1"}
-		p, err := startProc("vault", filepath.Join(dir, "vault.log"), env, bin, "server", "-dev",
-			"-dev-root-token-id="+token, "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
-			"-dev-no-store-token", "-log-level=warn")
+		pbin, pargs := pinned(cpu, bin, []string{"server", "-dev",
+			"-dev-root-token-id=" + token, "-dev-listen-address=127.0.0.1:" + strconv.Itoa(port),
+			"-dev-no-store-token", "-log-level=warn"})
+		p, err := startProc("vault", filepath.Join(dir, "vault.log"), env, pbin, pargs...)
 		if err != nil {
 			return nil, err
 		}

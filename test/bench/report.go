@@ -83,21 +83,16 @@ func f64(v *float64) float64 {
 func check(ok bool) *bool { return &ok }
 
 func rows(r *results) []row {
+	if r.EmbeddedCertsPerS == 0 && r.VaultRatio != nil { // -only vault
+		return vaultRows(r, nil)
+	}
 	rs := []row{
 		{"raw_sign_per_s", fmt.Sprintf("%.0f", r.RawSignPerS), "(floor)", nil},
 		{"embedded_certs_per_s", fmt.Sprintf("%.0f", r.EmbeddedCertsPerS), fmt.Sprintf(">= 0.25 x raw = %.0f", 0.25*r.RawSignPerS), check(r.EmbeddedCertsPerS >= 0.25*r.RawSignPerS)},
 		{"embedded_p50_ms", fmt.Sprintf("%.1f", r.EmbeddedP50MS), "", nil},
 		{"embedded_p99_ms", fmt.Sprintf("%.1f", r.EmbeddedP99MS), "<= 20", check(r.EmbeddedP99MS <= 20)},
 	}
-	if r.VaultRatio != nil {
-		rs = append(rs,
-			row{"vault_raw_per_s", fmt.Sprintf("%.0f", f64(r.VaultRawPerS)), "(floor)", nil},
-			row{"vault_jit_per_s", fmt.Sprintf("%.0f", f64(r.VaultJITPerS)), "", nil},
-			row{"vault_ratio", fmt.Sprintf("%.2f", f64(r.VaultRatio)), ">= 0.9", check(f64(r.VaultRatio) >= 0.9)},
-			row{"vault_raw_p99_ms", fmt.Sprintf("%.1f", f64(r.VaultRawP99MS)), "", nil},
-			row{"vault_jit_p99_ms", fmt.Sprintf("%.1f", f64(r.VaultJITP99MS)), "", nil},
-		)
-	}
+	rs = vaultRows(r, rs)
 	rs = append(rs,
 		row{"login_p50_ms", fmt.Sprintf("%.1f", r.LoginP50MS), "<= 25", check(r.LoginP50MS <= 25)},
 		row{"login_p99_ms", fmt.Sprintf("%.1f", r.LoginP99MS), "<= 60", check(r.LoginP99MS <= 60)},
@@ -118,6 +113,29 @@ func rows(r *results) []row {
 			}
 		}
 		return only
+	}
+	return rs
+}
+
+// vaultRows appends the rows of the Vault comparisons that ran to rs.
+func vaultRows(r *results, rs []row) []row {
+	if r.VaultRatio != nil {
+		rs = append(rs,
+			row{"vault_raw_per_s", fmt.Sprintf("%.0f", f64(r.VaultRawPerS)), "(floor)", nil},
+			row{"vault_jit_per_s", fmt.Sprintf("%.0f", f64(r.VaultJITPerS)), "", nil},
+			row{"vault_ratio", fmt.Sprintf("%.2f", f64(r.VaultRatio)), ">= 0.9", check(f64(r.VaultRatio) >= 0.9)},
+			row{"vault_raw_p99_ms", fmt.Sprintf("%.1f", f64(r.VaultRawP99MS)), "", nil},
+			row{"vault_jit_p99_ms", fmt.Sprintf("%.1f", f64(r.VaultJITP99MS)), "", nil},
+		)
+	}
+	if r.VaultPinnedRatio != nil {
+		us := r.Details.JITServerPinnedCPUUSVault
+		rs = append(rs,
+			row{"vault_pinned_raw_per_s", fmt.Sprintf("%.0f", f64(r.VaultPinnedRawPerS)), "(floor)", nil},
+			row{"vault_pinned_jit_per_s", fmt.Sprintf("%.0f", f64(r.VaultPinnedJITPerS)), "", nil},
+			row{"vault_pinned_ratio", fmt.Sprintf("%.2f", f64(r.VaultPinnedRatio)), ">= 0.9", check(f64(r.VaultPinnedRatio) >= 0.9)},
+			row{"details.jit_server_pinned_cpu_us_per_cert_vault_signer", fmt.Sprintf("%.0f", us), "<= 300", check(us <= 300)},
+		)
 	}
 	return rs
 }
@@ -162,6 +180,11 @@ func printTable(w io.Writer, r *results, markdown bool) {
 	if r.VaultRatio != nil {
 		fmt.Fprintf(w, "; Vault straight %.0f us in Vault (+ %.0f us clients); through jit-ssh %.0f us in Vault + %.0f us in jit-ssh (+ %.0f us clients)",
 			d.VaultCPUUSRaw, d.VaultClientCPUUSRaw, d.VaultCPUUSViaJIT, d.JITServerCPUUSVault, d.VaultClientCPUUSJIT)
+	}
+	if r.VaultPinnedRatio != nil {
+		fmt.Fprintf(w, "\nPinned (Vault on CPU 0; jit-ssh and the clients on CPU 1): Vault straight %.0f us in Vault (+ %.0f us clients), Vault's CPU %.0f%% busy; through jit-ssh %.0f us in Vault + %.0f us in jit-ssh (+ %.0f us clients), Vault's CPU %.0f%% busy, jit-ssh's %.0f%%",
+			d.VaultPinnedCPUUSRaw, d.VaultPinnedClientCPUUSRaw, 100*d.VaultPinnedBusyRaw,
+			d.VaultPinnedCPUUSViaJIT, d.JITServerPinnedCPUUSVault, d.VaultPinnedClientCPUUSJIT, 100*d.VaultPinnedBusyViaJIT, 100*d.JITPinnedBusy)
 	}
 	fmt.Fprintf(w, "\nFloors of the CLI figures: 'jit-ssh version' (process start) %.1f ms median; the user query over HTTP alone %.1f ms\n",
 		d.ProcessStartMS, d.UserQueryHTTPMS)

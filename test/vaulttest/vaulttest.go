@@ -47,10 +47,14 @@ const startTimeout = 60 * time.Second
 
 // Server is a running dev-mode Vault.
 type Server struct {
-	// Addr is the base URL, http://127.0.0.1:<port>.
+	// Addr is the base URL, http://127.0.0.1:<port> (https:// from
+	// StartTLS).
 	Addr string
 	// Token is the root token.
 	Token string
+	// CACert is the PEM file of the CA that signed the server's certificate
+	// (StartTLS; "" without TLS): what VAULT_CACERT names.
+	CACert string
 
 	t      testing.TB
 	bin    string
@@ -64,6 +68,7 @@ type Server struct {
 	out       *lockedBuffer
 	unsealKey string
 	runs      int
+	certDir   string // -dev-tls-cert-dir; "" without TLS
 }
 
 // Binary returns the path of the Vault binary: $JIT_SSH_VAULT_BIN, else
@@ -125,6 +130,19 @@ func modulePath(gomod []byte) string {
 // the test's log gets Vault's output.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start with Vault's dev TLS (-dev-tls): the server has a
+// certificate for 127.0.0.1 from a CA of its own, in CACert. A Restart
+// makes a new CA.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, tls bool) *Server {
+	t.Helper()
 	bin := Binary(t)
 	tok := make([]byte, 16)
 	if _, err := rand.Read(tok); err != nil {
@@ -137,6 +155,12 @@ func Start(t testing.TB) *Server {
 		home:   t.TempDir(),
 		logDir: t.TempDir(),
 	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+		s.certDir = t.TempDir()
+		s.CACert = filepath.Join(s.certDir, "vault-ca.pem")
+	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -148,7 +172,7 @@ func Start(t testing.TB) *Server {
 		if s.port, err = freePort(); err != nil {
 			t.Fatal(err)
 		}
-		s.Addr = "http://127.0.0.1:" + strconv.Itoa(s.port)
+		s.Addr = scheme + "://127.0.0.1:" + strconv.Itoa(s.port)
 		if err = s.start(); err == nil {
 			return s
 		}
@@ -176,12 +200,16 @@ func (s *Server) start() error {
 		s.mu.Unlock()
 		return err
 	}
-	cmd := exec.Command(s.bin, "server", "-dev",
-		"-dev-root-token-id="+s.Token,
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(s.port),
+	args := []string{"server", "-dev",
+		"-dev-root-token-id=" + s.Token,
+		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(s.port),
 		"-dev-no-store-token",
 		"-log-level=warn",
-	)
+	}
+	if s.certDir != "" {
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+s.certDir)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Env = s.env()
 	cmd.Dir = s.home
 	out := &lockedBuffer{}
@@ -260,7 +288,11 @@ func (s *Server) healthy() bool {
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := s.httpClient()
+	if err != nil {
+		return false
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}
@@ -269,13 +301,33 @@ func (s *Server) healthy() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// httpClient is a client for the health check: the default one, or with
+// TLS one that trusts the CA of the current run (the file appears while
+// Vault starts).
+func (s *Server) httpClient() (*http.Client, error) {
+	if s.certDir == "" {
+		return http.DefaultClient, nil
+	}
+	cfg := api.DefaultConfig()
+	if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+		return nil, err
+	}
+	return cfg.HttpClient, nil
+}
+
 // Client returns a new client for the server with the root token and Vault's
-// own retries off, unaffected by the VAULT_* environment.
+// own retries off, unaffected by the VAULT_* environment; with TLS it
+// trusts CACert.
 func (s *Server) Client() *api.Client {
 	s.t.Helper()
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		s.t.Fatalf("vaulttest: %v", cfg.Error)
+	}
+	if s.certDir != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+			s.t.Fatalf("vaulttest: %v", err)
+		}
 	}
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0

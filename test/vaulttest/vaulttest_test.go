@@ -91,3 +91,29 @@ func TestServerLifecycle(t *testing.T) {
 		}
 	})
 }
+
+func TestServerTLS(t *testing.T) {
+	srv := vaulttest.StartTLS(t)
+	if !strings.HasPrefix(srv.Addr, "https://127.0.0.1:") {
+		t.Fatalf("Addr %q, want https://127.0.0.1:<port>", srv.Addr)
+	}
+	if _, err := os.Stat(srv.CACert); err != nil {
+		t.Fatalf("CACert: %v", err)
+	}
+	if _, err := srv.Client().Auth().Token().LookupSelfWithContext(context.Background()); err != nil {
+		t.Fatalf("a client trusting CACert: %v", err)
+	}
+	t.Setenv("VAULT_CACERT", "")
+	t.Setenv("VAULT_CAPATH", "")
+	t.Setenv("VAULT_SKIP_VERIFY", "")
+	cfg := api.DefaultConfig()
+	cfg.Address = srv.Addr
+	untrusting, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrusting.SetToken(srv.Token)
+	if _, err := untrusting.Auth().Token().LookupSelfWithContext(context.Background()); err == nil {
+		t.Fatal("a client without CACert trusted the dev TLS certificate")
+	}
+}
