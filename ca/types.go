@@ -192,12 +192,12 @@ const (
 	// EventFollowUp: an approver recorded the follow-up review of a
 	// break-glass grant (data "follow_up": justified or not_justified,
 	// "event", "body").
-	EventFollowUp = "grant.follow_up"
-	EventGrantEnded       = "grant.ended"
-	EventCertIssued       = "certificate.issued"
-	EventIssueRefused     = "certificate.refused"
-	EventRevoked          = "certificate.revoked"
-	EventConfigLoaded     = "config.loaded"
+	EventFollowUp     = "grant.follow_up"
+	EventGrantEnded   = "grant.ended"
+	EventCertIssued   = "certificate.issued"
+	EventIssueRefused = "certificate.refused"
+	EventRevoked      = "certificate.revoked"
+	EventConfigLoaded = "config.loaded"
 
 	// EventRequestRefused: a request could not be filed, edited or
 	// cancelled (data "action": create, edit or cancel; "code" and

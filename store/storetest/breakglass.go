@@ -24,8 +24,8 @@ func testBreakGlass(t *testing.T, db store.Ledger) {
 		r.BreakGlass, r.FollowUp, r.ReviewDueAt = true, ca.FollowUpNeedsReview, m(at+60)
 		return r
 	}
-	a := bg("aaaaaaaaaaaaaaaa", "alice", "prod-db", 0) // due at 60, reviewed at 30: justified
-	b := bg("bbbbbbbbbbbbbbbb", "erin", "prod-db", 10) // due at 70, never reviewed
+	a := bg("aaaaaaaaaaaaaaaa", "alice", "prod-db", 0)  // due at 60, reviewed at 30: justified
+	b := bg("bbbbbbbbbbbbbbbb", "erin", "prod-db", 10)  // due at 70, never reviewed
 	c := bg("cccccccccccccccc", "alice", "staging", 20) // due at 80, reviewed at 110: not justified
 	plain := NewRequest("r-dddddddddddddddd", "alice", "prod-db", ca.StateApproved, m(0))
 	for _, r := range []*ca.Request{a, b, c, plain} {
