@@ -224,7 +224,8 @@ func (s *Service) List(ctx context.Context, login string, f ListFilter) ([]*ca.R
 			continue
 		}
 		r = s.expiredView(r, now)
-		if len(q.States) > 0 && !slices.Contains(q.States, r.State) && !(f.Reviewable && r.FollowUp == ca.FollowUpNeedsReview) {
+		followUp := f.Reviewable && r.FollowUp == ca.FollowUpNeedsReview
+		if len(q.States) > 0 && !slices.Contains(q.States, r.State) && !followUp {
 			continue
 		}
 		out = append(out, r)

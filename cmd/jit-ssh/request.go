@@ -241,7 +241,11 @@ func newReviewCmd(e *env) *cobra.Command {
 		Long: `Review a request. --approve counts towards the approvals the group needs;
 --request-changes blocks approval until you approve or the requester edits the
 request; --comment only adds a note; --deny refuses the request for good.
---request-changes, --comment and --deny need a body (-m).`,
+--request-changes, --comment and --deny need a body (-m).
+
+On a break-glass grant the same flags record its follow-up review: --approve
+as justified; --request-changes or --deny as not justified, which ends the
+grant and revokes its certificates at once. The requester cannot record it.`,
 		Example: `  jit-ssh review r-abcdefghijklmnop --approve -m "ok for INC-1234"
   jit-ssh review r-abcdefghijklmnop --request-changes -m "30m is enough"`,
 		Args: cobra.ExactArgs(1),
@@ -280,6 +284,17 @@ func runReview(ctx context.Context, e *env, id, event, body string) error {
 	}
 	if e.output == "json" {
 		return e.printJSON(r)
+	}
+	if r.BreakGlass {
+		switch r.FollowUp {
+		case ca.FollowUpNotJustified:
+			fmt.Fprintf(e.stdout, "Reviewed %s (%s): break-glass grant recorded as not justified; the grant ended and its certificates are revoked (hosts refuse them after 'jit-ssh host sync').\n", r.ID, strings.ToLower(event))
+		case ca.FollowUpJustified:
+			fmt.Fprintf(e.stdout, "Reviewed %s (%s): break-glass grant recorded as justified.\n", r.ID, strings.ToLower(event))
+		default:
+			fmt.Fprintf(e.stdout, "Reviewed %s (%s): break-glass follow-up still needs review (%s).\n", r.ID, strings.ToLower(event), followUpLine(r, time.Now()))
+		}
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "Reviewed %s (%s): request is %s, %d of %d approvals.\n", r.ID, strings.ToLower(event), r.State, len(r.Approvals), r.ApprovalsRequired)
 	return nil
