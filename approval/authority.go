@@ -36,6 +36,7 @@ type AuditReader interface {
 	ListEvents(ctx context.Context, f ca.EventFilter, fn func(*ca.Event) error) error
 	Verify(ctx context.Context) (ca.VerifyResult, error)
 	Report(ctx context.Context, since, now time.Time) (*ca.Report, error)
+	BreakGlassCounts(ctx context.Context, now time.Time) (map[string]ca.BreakGlassCount, error)
 }
 
 // Revoker records revocations and lists the revoked serials a KRL holds.

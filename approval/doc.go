@@ -10,8 +10,10 @@
 //
 // The Service's files are by topic: access (authentication, membership,
 // visibility), workload (CI jobs signing in with OIDC ID tokens, through a
-// WorkloadVerifier, and the host groups' workload rules), requests (the lifecycle), reviews (the review rules),
-// grants (issuance decisions), sweeps (expiry and the end of grants:
+// WorkloadVerifier, and the host groups' workload rules), requests (the
+// lifecycle), reviews (the review rules), grants (issuance decisions),
+// breakglass (grants without an approver and their enforced follow-up
+// review), sweeps (expiry and the end of grants:
 // reads show them, the sweepers and actions record them), watch (long
 // polling), notify and refusals (telling people and the ledger).
 // Authority's are authority (its ledger interfaces and options), issue,

@@ -111,4 +111,19 @@ const (
 	CodeNotAnAuditor = "not_an_auditor"
 	// CodeUnknownCertificate: no certificate has the serial to revoke.
 	CodeUnknownCertificate = "unknown_certificate"
+
+	// CodeBreakGlassNotAllowed: the group has no break_glass policy.
+	CodeBreakGlassNotAllowed = "break_glass_not_allowed"
+	// CodeNotABreakGlassTeam: the caller is not in a break_glass team of
+	// the group.
+	CodeNotABreakGlassTeam = "not_a_break_glass_team"
+	// CodeReasonPattern: a break-glass reason that does not match the
+	// group's reason_pattern.
+	CodeReasonPattern = "reason_pattern_mismatch"
+	// CodeFollowUpOverdue: the caller has a break-glass follow-up past
+	// due and may not break glass again until it is reviewed.
+	CodeFollowUpOverdue = "follow_up_overdue"
+	// CodeFollowUpRecorded: the follow-up of a break-glass grant was
+	// recorded already.
+	CodeFollowUpRecorded = "follow_up_recorded"
 )

@@ -46,3 +46,21 @@ func (a *Authority) Report(ctx context.Context, login, since string) (*ca.Report
 	}
 	return a.audit.Report(ctx, t, a.now())
 }
+
+// BreakGlassCounts returns, by host group, the break-glass grants recorded
+// and the follow-ups overdue now, for the server's metrics: counts by host
+// group only, nothing about people, so no caller is checked. Every group
+// whose policy allows break glass is present (zero until used), so an
+// alert on the overdue count has a series to watch. It needs WithLedger.
+func (a *Authority) BreakGlassCounts(ctx context.Context) (map[string]ca.BreakGlassCount, error) {
+	counts, err := a.audit.BreakGlassCounts(ctx, a.now())
+	if err != nil {
+		return nil, err
+	}
+	for g, p := range a.svc.policies {
+		if _, ok := counts[g]; !ok && p.BreakGlass != nil {
+			counts[g] = ca.BreakGlassCount{}
+		}
+	}
+	return counts, nil
+}

@@ -53,6 +53,9 @@ func (s *Service) Authorize(ctx context.Context, login, id string) (ca.Grant, er
 		}
 		return ca.Grant{}, newErr(ErrForbidden, CodeNotARequester, "%s is no longer a member of %s", login, strings.Join(p.Requesters, ", "))
 	}
+	if r.BreakGlass {
+		return s.authorizeBreakGlass(ctx, login, r, p)
+	}
 	if p.AllowedHours != nil && !p.AllowedHours.Contains(now) {
 		return ca.Grant{}, newErr(ErrForbidden, CodeOutsideAllowedHours, "%s may only be accessed %s", r.HostGroup, p.AllowedHours)
 	}
@@ -65,4 +68,21 @@ func (s *Service) Authorize(ctx context.Context, login, id string) (ca.Grant, er
 			"request %s has %d valid approvals of %d required: an approver has left %s", r.ID, len(valid), p.ApprovalsRequired, strings.Join(p.Approvers, ", "))
 	}
 	return ca.Grant{RequestID: r.ID, User: login, Group: r.HostGroup, Approvers: valid, Ends: r.GrantEnds(), Profile: p.Profile()}, nil
+}
+
+// authorizeBreakGlass is Authorize's rule for a break-glass grant (open,
+// login its requester and still a requester): login must still be in a
+// break_glass team of a group that still allows break glass; no approval
+// is asked for and allowed_hours does not apply (see BreakGlass). Its
+// certificates say by=break-glass.
+func (s *Service) authorizeBreakGlass(ctx context.Context, login string, r *ca.Request, p *Policy) (ca.Grant, error) {
+	if p.BreakGlass == nil {
+		return ca.Grant{}, newErr(ErrForbidden, CodeBreakGlassNotAllowed, "%s no longer allows break glass; request access with 'jit-ssh login %s'", r.HostGroup, r.HostGroup)
+	}
+	if ok, err := s.memberOfAny(ctx, login, p.BreakGlass.Teams); err != nil {
+		return ca.Grant{}, err
+	} else if !ok {
+		return ca.Grant{}, newErr(ErrForbidden, CodeNotABreakGlassTeam, "%s is no longer a member of %s", login, strings.Join(p.BreakGlass.Teams, ", "))
+	}
+	return ca.Grant{RequestID: r.ID, User: login, Group: r.HostGroup, Ends: r.GrantEnds(), Profile: p.Profile(), BreakGlass: true}, nil
 }

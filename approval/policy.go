@@ -2,6 +2,7 @@ package approval
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -24,7 +25,31 @@ type Policy struct {
 	// group, besides the members of Requesters; their requests need the
 	// same approvals.
 	Workloads []WorkloadRule
+	// BreakGlass is the group's break-glass policy; nil = no break glass.
+	BreakGlass *BreakGlassPolicy
 }
+
+// BreakGlassPolicy says who may take a grant of a group without an approver
+// in an emergency, for how long, and how soon an approver must review it
+// afterwards (SPEC section 4c).
+type BreakGlassPolicy struct {
+	// Teams may break glass; each is also a requester team of the group.
+	Teams []string
+	// MaxDuration caps a break-glass grant (and is its default length).
+	MaxDuration time.Duration
+	// ReviewWithin is how soon after the grant starts its follow-up
+	// review is due.
+	ReviewWithin time.Duration
+	// ReasonPattern, when set, must match the reason (for example an
+	// incident number).
+	ReasonPattern *regexp.Regexp
+}
+
+// Bounds of a break_glass policy.
+const (
+	MinReviewWithin = time.Hour
+	MaxReviewWithin = 30 * 24 * time.Hour
+)
 
 // Profile returns the certificate profile of the group.
 func (p *Policy) Profile() ca.Profile {

@@ -86,6 +86,32 @@ func (s *Service) Create(ctx context.Context, login, group string, d time.Durati
 	return r, nil
 }
 
+// reviewable lists what an approver of q.Groups has to review: their
+// pending requests (unless state asks for approved ones only) and the
+// break-glass grants whose follow-up needs review (unless state asks for
+// pending ones only), newest first.
+func (s *Service) reviewable(ctx context.Context, q ca.RequestFilter, state string) ([]*ca.Request, error) {
+	var out []*ca.Request
+	if state != ca.StateApproved {
+		pending, err := s.store.ListRequests(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = pending
+	}
+	if state != ca.StatePending {
+		fq := q
+		fq.States, fq.FollowUp = nil, ca.FollowUpNeedsReview
+		follow, err := s.store.ListRequests(ctx, fq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, follow...)
+	}
+	slices.SortStableFunc(out, func(a, b *ca.Request) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, nil
+}
+
 // Get returns request id as login may see it, as it stands now: a pending
 // request past its review window shows as expired and a grant whose time
 // ran out as ended (see effective). Get writes nothing; the sweeper
@@ -148,7 +174,8 @@ type ListFilter struct {
 }
 
 // List returns requests login may see. Reviewable means pending requests of
-// groups login approves, not login's own. Without Mine or Reviewable,
+// groups login approves, and their break-glass grants whose follow-up needs
+// review, not login's own. Without Mine or Reviewable,
 // auditors see every request and others their own. Like Get it writes
 // nothing: a pending request past its review window is listed as expired
 // (and left out of a pending or reviewable list).
@@ -164,7 +191,7 @@ func (s *Service) List(ctx context.Context, login string, f ListFilter) ([]*ca.R
 	}
 	switch {
 	case f.Reviewable:
-		if f.State != "" && f.State != ca.StatePending {
+		if f.State != "" && f.State != ca.StatePending && f.State != ca.StateApproved {
 			return []*ca.Request{}, nil
 		}
 		q.States = []string{ca.StatePending}
@@ -191,7 +218,13 @@ func (s *Service) List(ctx context.Context, login string, f ListFilter) ([]*ca.R
 			q.Requester = login
 		}
 	}
-	reqs, err := s.store.ListRequests(ctx, q)
+	var reqs []*ca.Request
+	var err error
+	if f.Reviewable {
+		reqs, err = s.reviewable(ctx, q, f.State)
+	} else {
+		reqs, err = s.store.ListRequests(ctx, q)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +235,8 @@ func (s *Service) List(ctx context.Context, login string, f ListFilter) ([]*ca.R
 			continue
 		}
 		r = s.expiredView(r, now)
-		if len(q.States) > 0 && !slices.Contains(q.States, r.State) {
+		followUp := f.Reviewable && r.FollowUp == ca.FollowUpNeedsReview
+		if len(q.States) > 0 && !slices.Contains(q.States, r.State) && !followUp {
 			continue
 		}
 		out = append(out, r)

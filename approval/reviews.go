@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -76,7 +77,11 @@ func (s *Service) validApprovals(ctx context.Context, p *Policy, t Tally) ([]str
 // Review records a review by login. APPROVE, REQUEST_CHANGES and DENY need
 // membership of an approver team of the group and a pending request, and are
 // never accepted from the requester. The request is approved as soon as the
-// tally is satisfied; DENY is final.
+// tally is satisfied; DENY is final. On a break-glass grant the same verbs
+// record its follow-up (whatever the grant's state, until it is recorded):
+// APPROVE as justified; REQUEST_CHANGES or DENY as not justified, which
+// ends the grant and revokes its unexpired certificates in the same
+// transaction and notifies again; the requester may never record it.
 func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ *ca.Request, err error) {
 	defer func() { s.recordRefusal(ctx, ca.EventReviewRefused, login, id, map[string]any{"event": event}, err) }()
 	switch event {
@@ -93,7 +98,10 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ 
 	if err := s.checkReviewer(ctx, login, id); err != nil {
 		return nil, err
 	}
+	var followedUp bool
+	var revoked *ca.CertRevocation
 	r, err := s.change(ctx, login, id, func(cur, next *ca.Request, ch *ca.RequestChange) error {
+		followedUp, revoked = false, nil
 		p, err := s.policy(cur.HostGroup)
 		if err != nil {
 			return err
@@ -106,10 +114,17 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ 
 			if !isApprover {
 				return newErr(ErrForbidden, CodeNotAnApprover, "%s may not review %s: not a member of %s", login, cur.HostGroup, strings.Join(p.Approvers, ", "))
 			}
+			if login == cur.Requester && cur.BreakGlass {
+				return newErr(ErrForbidden, CodeSelfReview, "you cannot review the follow-up of your own break-glass grant; ask a member of %s", strings.Join(p.Approvers, ", "))
+			}
 			if login == cur.Requester {
 				return newErr(ErrForbidden, CodeSelfReview, "you cannot review your own request; ask a member of %s", strings.Join(p.Approvers, ", "))
 			}
-			if cur.State != ca.StatePending {
+			if cur.BreakGlass {
+				// The follow-up review of a break-glass grant: the
+				// grant was never pending, and may be over already.
+				followedUp = true
+			} else if cur.State != ca.StatePending {
 				return newErr(ErrConflict, CodeRequestNotPending, "request %s is %s; only pending requests can be reviewed", cur.ID, cur.State)
 			}
 		} else if !isApprover && login != cur.Requester {
@@ -120,6 +135,13 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ 
 		ch.Review = &rv
 		ch.Events = append(ch.Events, ca.Event{Time: now, Actor: login, Type: ca.EventReview, RequestID: cur.ID,
 			Data: map[string]any{"event": event, "body": body}})
+		if followedUp {
+			revoked, err = followUp(login, event, body, cur, next, ch)
+			return err
+		}
+		if cur.BreakGlass {
+			return nil // a comment on a break-glass grant decides nothing
+		}
 		tally := TallyReviews(&ca.Request{Requester: cur.Requester, Reviews: append(slices.Clone(cur.Reviews), rv)})
 		// An approval counts only while its author is still an approver,
 		// the same rule Authorize applies at issuance.
@@ -137,10 +159,26 @@ func (s *Service) Review(ctx context.Context, login, id, event, body string) (_ 
 		}
 		return nil
 	})
-	if err == nil {
+	switch {
+	case err != nil:
+	case followedUp && revoked != nil:
+		s.log.LogAttrs(ctx, slog.LevelWarn, "break-glass grant not justified, certificates revoked", slog.String("request_id", r.ID),
+			slog.String("actor", login), slog.Any("serials", revoked.Serials))
+		s.notifyUrgent(ctx, ca.NotifyNotJustified, login, r, lastReview(r), revoked.Serials)
+	case followedUp:
+		s.notifyUrgent(ctx, ca.NotifyJustified, login, r, lastReview(r), nil)
+	default:
 		s.notifyReview(ctx, login, r)
 	}
 	return r, err
+}
+
+// lastReview returns r's newest review, or nil.
+func lastReview(r *ca.Request) *ca.Review {
+	if r == nil || len(r.Reviews) == 0 {
+		return nil
+	}
+	return &r.Reviews[len(r.Reviews)-1]
 }
 
 // checkReviewer refuses, with 403 and the reason, a review by someone who

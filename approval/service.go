@@ -42,6 +42,7 @@ const DefaultPendingTTL = 24 * time.Hour
 // decision is taken here, with its reason. Its methods are grouped by
 // topic: access.go (who is who), requests.go (the request lifecycle),
 // reviews.go (the review rules), grants.go (issuance decisions),
+// breakglass.go (emergency grants and their follow-up),
 // sweeps.go (recording expiry and the end of grants), watch.go (long
 // polling), notify.go and refusals.go (telling people and the ledger).
 type Service struct {

@@ -49,6 +49,29 @@ type Report struct {
 	MedianGrantLength time.Duration
 	CertsIssued       int
 	OpenGrantsNow     int
+	// BreakGlass counts the break-glass grants among the requests;
+	// MedianToFollowUp is the median time from such a grant's start to its
+	// follow-up review (over those reviewed); OverdueFollowUps are the
+	// break-glass grants (of any age) whose follow-up is past due at now,
+	// oldest due first.
+	BreakGlass       int
+	MedianToFollowUp time.Duration
+	OverdueFollowUps []OverdueFollowUp
+}
+
+// OverdueFollowUp is a break-glass grant whose follow-up review is late.
+type OverdueFollowUp struct {
+	RequestID string
+	Requester string
+	HostGroup string
+	DueAt     time.Time
+}
+
+// BreakGlassCount is one host group's break-glass figures at a time: the
+// grants ever taken and the follow-ups overdue then.
+type BreakGlassCount struct {
+	Grants  int
+	Overdue int
 }
 
 // RevokeSpec names what to revoke: exactly one of Serial, RequestID or User.

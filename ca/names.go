@@ -91,10 +91,13 @@ const maxLogin = 39
 // events as its own (see IsReservedLogin).
 const SystemActor = "jit-ssh"
 
-// IsReservedLogin reports whether login is SystemActor, in any case (GitHub
-// logins are case-insensitive): the identity layer refuses such an identity
-// and static configuration may not declare one.
-func IsReservedLogin(login string) bool { return strings.EqualFold(login, SystemActor) }
+// IsReservedLogin reports whether login is SystemActor or BreakGlassBy, in
+// any case (GitHub logins are case-insensitive): the identity layer refuses
+// such an identity and static configuration may not declare one. Reserving
+// BreakGlassBy keeps a KeyId's by=break-glass from ever naming a person.
+func IsReservedLogin(login string) bool {
+	return strings.EqualFold(login, SystemActor) || strings.EqualFold(login, BreakGlassBy)
+}
 
 // CheckLogin returns an error unless s is a valid user login.
 func CheckLogin(s string) error {

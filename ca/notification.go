@@ -7,6 +7,14 @@ const (
 	NotifyApproved = "request.approved" // the review that satisfied the policy
 	NotifyDenied   = "request.denied"
 	NotifyExpired  = "request.expired"
+	// NotifyBreakGlass: a break-glass grant started; every approver of the
+	// group is told at once (Urgent).
+	NotifyBreakGlass = "grant.break_glass"
+	// NotifyNotJustified: an approver found a break-glass grant not
+	// justified; its certificates were revoked (Urgent).
+	NotifyNotJustified = "grant.not_justified"
+	// NotifyJustified: an approver found a break-glass grant justified.
+	NotifyJustified = "grant.justified"
 )
 
 // Notification is one committed change of a request, as the approval
@@ -25,4 +33,9 @@ type Notification struct {
 	Approvers         []string
 	ApprovalsRequired int      // of the request's host group
 	ApproverTeams     []string // of the request's host group
+	// Urgent marks what needs an approver's attention now (a break-glass
+	// grant, one found not justified): notifiers send it at high urgency.
+	Urgent bool
+	// Revoked are the serials a not-justified follow-up revoked.
+	Revoked []uint64
 }

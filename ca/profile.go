@@ -18,12 +18,27 @@ const DefaultSkew = 2 * time.Minute
 // KeyID builds the certificate KeyId that sshd logs with every login:
 // jit-ssh:user=<login>:group=<group>:req=<request-id>:by=<a>[,<b>]. An
 // auto-approved grant (approvals_required 0) has by=- since "-" is never a
-// valid login. A workload's user is its requester name (see
-// Workload.Requester), so its KeyIds read
+// valid requester: a login, or a workload's requester name (see
+// Workload.Requester), so a workload's KeyIds read
 // jit-ssh:user=gha:<owner>/<repo>:run=<run id>:group=...: the host's log
 // names the workflow run. Every part is checked, so the KeyId cannot be
-// forged from a crafted name.
+// forged from a crafted name. A break-glass grant's certificates carry
+// by=break-glass (BreakGlassKeyID).
 func KeyID(user, group, requestID string, approvers []string) (string, error) {
+	return keyID(user, group, requestID, approvers, false)
+}
+
+// BreakGlassBy is the by= field of a break-glass grant's KeyId: no approver
+// took part. (The ledger, not the KeyId, is authoritative: its certificate
+// record has no approvers and its request is marked break_glass.)
+const BreakGlassBy = "break-glass"
+
+// BreakGlassKeyID is KeyID for a break-glass grant: by=break-glass.
+func BreakGlassKeyID(user, group, requestID string) (string, error) {
+	return keyID(user, group, requestID, nil, true)
+}
+
+func keyID(user, group, requestID string, approvers []string, breakGlass bool) (string, error) {
 	if err := CheckRequester(user); err != nil {
 		return "", err
 	}
@@ -34,7 +49,10 @@ func KeyID(user, group, requestID string, approvers []string) (string, error) {
 		return "", err
 	}
 	by := "-"
-	if len(approvers) > 0 {
+	switch {
+	case breakGlass:
+		by = BreakGlassBy
+	case len(approvers) > 0:
 		for _, a := range approvers {
 			if err := CheckLogin(a); err != nil {
 				return "", err
@@ -99,6 +117,9 @@ func Template(g Grant, subject ssh.PublicKey, now time.Time, skew time.Duration,
 		return nil, ErrGrantEnded
 	}
 	keyID, err := KeyID(g.User, g.Group, g.RequestID, g.Approvers)
+	if g.BreakGlass {
+		keyID, err = BreakGlassKeyID(g.User, g.Group, g.RequestID)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,32 @@ type Request struct {
 	// long-polling clients wait for it to move.
 	Version int64    `json:"version"`
 	Reviews []Review `json:"reviews"`
+	// BreakGlass marks a grant taken without an approver under the group's
+	// break_glass policy: created approved, its FollowUp starts at
+	// FollowUpNeedsReview.
+	BreakGlass bool `json:"break_glass"`
+	// FollowUp is the after-the-fact review of a break-glass grant: one of
+	// the FollowUp* values, "" for every other request.
+	FollowUp string `json:"follow_up,omitempty"`
+	// ReviewDueAt is when the follow-up review of a break-glass grant is
+	// due (grant start plus the policy's review_within); zero otherwise.
+	ReviewDueAt time.Time `json:"-"`
+	// FollowedUpAt is when an approver recorded the follow-up; zero while
+	// it needs review.
+	FollowedUpAt time.Time `json:"-"`
+}
+
+// Follow-up states of a break-glass grant (Request.FollowUp).
+const (
+	FollowUpNeedsReview  = "needs_review"
+	FollowUpJustified    = "justified"
+	FollowUpNotJustified = "not_justified"
+)
+
+// FollowUpOverdueAt reports whether r is a break-glass grant whose
+// follow-up review is still missing at t, past its ReviewDueAt.
+func (r *Request) FollowUpOverdueAt(t time.Time) bool {
+	return r.FollowUp == FollowUpNeedsReview && !r.ReviewDueAt.IsZero() && !t.Before(r.ReviewDueAt)
 }
 
 // GrantEnds returns when the grant of an approved request ends: the
@@ -105,6 +131,9 @@ type Grant struct {
 	Approvers []string
 	Ends      time.Time
 	Profile   Profile
+	// BreakGlass marks a grant taken under the group's break_glass
+	// policy: its certificates say by=break-glass (KeyID).
+	BreakGlass bool
 }
 
 // Profile is the certificate policy of a host group: everything that ends
@@ -157,11 +186,18 @@ const (
 	EventRequestExpired   = "request.expired"
 	EventReview           = "review.submitted"
 	EventGrantStarted     = "grant.started"
-	EventGrantEnded       = "grant.ended"
-	EventCertIssued       = "certificate.issued"
-	EventIssueRefused     = "certificate.refused"
-	EventRevoked          = "certificate.revoked"
-	EventConfigLoaded     = "config.loaded"
+	// EventBreakGlass: a break-glass grant started, without an approver
+	// (data "reason", "grant_ends_at", "review_due_at", "notified_teams").
+	EventBreakGlass = "grant.break_glass"
+	// EventFollowUp: an approver recorded the follow-up review of a
+	// break-glass grant (data "follow_up": justified or not_justified,
+	// "event", "body").
+	EventFollowUp     = "grant.follow_up"
+	EventGrantEnded   = "grant.ended"
+	EventCertIssued   = "certificate.issued"
+	EventIssueRefused = "certificate.refused"
+	EventRevoked      = "certificate.revoked"
+	EventConfigLoaded = "config.loaded"
 
 	// EventRequestRefused: a request could not be filed, edited or
 	// cancelled (data "action": create, edit or cancel; "code" and
@@ -219,5 +255,8 @@ type RequestFilter struct {
 	// GrantElapsedBy, when set, selects approved requests whose grant ran
 	// out by this time and whose end is not yet recorded.
 	GrantElapsedBy time.Time
-	Limit          int // default 200, at most 1000
+	// FollowUp, when set, selects break-glass grants whose follow-up is in
+	// this state (ca.FollowUp*).
+	FollowUp string
+	Limit    int // default 200, at most 1000
 }

@@ -104,6 +104,10 @@ type Reporter interface {
 	// Report computes the figures over requests created since since (zero:
 	// all time); open grants are counted at now.
 	Report(ctx context.Context, since, now time.Time) (*ca.Report, error)
+	// BreakGlassCounts returns, by host group, the break-glass grants ever
+	// recorded and the follow-ups overdue at now (past their ReviewDueAt,
+	// still needs_review); groups without one are absent.
+	BreakGlassCounts(ctx context.Context, now time.Time) (map[string]ca.BreakGlassCount, error)
 }
 
 // Health is what the server's health and metrics endpoints ask of the

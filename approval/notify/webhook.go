@@ -180,13 +180,28 @@ func (w *Webhook) failed(err error) {
 
 // Text renders a notification as one line of Slack mrkdwn. Text
 // from people (reasons, review bodies) is shortened and escaped, so it
-// cannot mention @channel or forge links.
+// cannot mention @channel or forge links. An urgent notification (break
+// glass) starts with <!here> and a siren, so the channel's members are
+// alerted at once.
 func Text(n ca.Notification) string {
 	r := &n.Request
 	who := fmt.Sprintf("%s (%s for %s)", r.ID, r.HostGroup, r.Requester)
 	var b strings.Builder
+	if n.Urgent {
+		b.WriteString("<!here> :rotating_light: URGENT ")
+	}
 	b.WriteString("jit-ssh: ")
 	switch n.Kind {
+	case ca.NotifyBreakGlass:
+		fmt.Fprintf(&b, "%s BROKE GLASS on %s for %s (%s), without an approver; the grant ends %s. %s: review the follow-up by %s with: jit-ssh review %s --approve (justified) or --request-changes -m WHY (not justified: revokes its certificates)",
+			r.Requester, r.HostGroup, shortDuration(r.Duration), r.ID, r.GrantEnds().UTC().Format(time.RFC3339),
+			strings.Join(n.ApproverTeams, ", "), r.ReviewDueAt.UTC().Format(time.RFC3339), r.ID)
+		b.WriteString(quote("Reason", r.Reason))
+	case ca.NotifyNotJustified:
+		fmt.Fprintf(&b, "%s found break-glass grant %s NOT JUSTIFIED; the grant ended and %d certificate(s) were revoked. Run 'jit-ssh host sync' on the hosts of %s",
+			n.Actor, who, len(n.Revoked), r.HostGroup)
+	case ca.NotifyJustified:
+		fmt.Fprintf(&b, "%s found break-glass grant %s justified", n.Actor, who)
 	case ca.NotifyCreated:
 		if r.State == ca.StateApproved {
 			fmt.Fprintf(&b, "%s was granted %s for %s (%s), auto-approved by policy", r.Requester, r.HostGroup, shortDuration(r.Duration), r.ID)

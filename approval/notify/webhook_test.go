@@ -56,6 +56,16 @@ func TestWebhookText(t *testing.T) {
 			"jit-ssh: frank denied r-abc (prod-db for alice): “freeze”"},
 		{"expired", ca.Notification{Kind: ca.NotifyExpired, Actor: "jit-ssh", Request: with(func(r *ca.Request) { r.State = ca.StateExpired })},
 			"jit-ssh: r-abc (prod-db for alice) expired without enough approvals"},
+		{"break glass", ca.Notification{Kind: ca.NotifyBreakGlass, Actor: "alice", Urgent: true, ApproverTeams: []string{"sre-leads"},
+			Request: with(func(r *ca.Request) {
+				r.State, r.ApprovedAt, r.Duration, r.BreakGlass, r.ReviewDueAt = ca.StateApproved, t0, 30*time.Minute, true, t0.Add(24*time.Hour)
+			})},
+			"<!here> :rotating_light: URGENT jit-ssh: alice BROKE GLASS on prod-db for 30m (r-abc), without an approver; the grant ends 2025-06-02T10:30:00Z. " +
+				"sre-leads: review the follow-up by 2025-06-03T10:00:00Z with: jit-ssh review r-abc --approve (justified) or --request-changes -m WHY (not justified: revokes its certificates). Reason: “INC-9”"},
+		{"not justified", ca.Notification{Kind: ca.NotifyNotJustified, Actor: "bob", Urgent: true, Revoked: []uint64{7, 8}, Review: rv("bob", ca.ReviewRequestChanges, "no incident"), Request: req},
+			"<!here> :rotating_light: URGENT jit-ssh: bob found break-glass grant r-abc (prod-db for alice) NOT JUSTIFIED; the grant ended and 2 certificate(s) were revoked. Run 'jit-ssh host sync' on the hosts of prod-db: “no incident”"},
+		{"justified", ca.Notification{Kind: ca.NotifyJustified, Actor: "bob", Review: rv("bob", ca.ReviewApprove, ""), Request: req},
+			"jit-ssh: bob found break-glass grant r-abc (prod-db for alice) justified"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

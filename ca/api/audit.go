@@ -88,6 +88,21 @@ type Report struct {
 	MedianGrantLengthSeconds float64    `json:"median_grant_length_seconds"`
 	CertsIssued              int        `json:"certs_issued"`
 	OpenGrantsNow            int        `json:"open_grants_now"`
+	// BreakGlass counts the break-glass grants among the requests;
+	// MedianToFollowUpSeconds is the median time from one's start to its
+	// follow-up review; OverdueFollowUps are those past due now (of any
+	// age).
+	BreakGlass              int               `json:"break_glass"`
+	MedianToFollowUpSeconds float64           `json:"median_to_follow_up_seconds"`
+	OverdueFollowUps        []OverdueFollowUp `json:"overdue_follow_ups"`
+}
+
+// OverdueFollowUp is a break-glass grant whose follow-up review is late.
+type OverdueFollowUp struct {
+	RequestID string    `json:"request_id"`
+	Requester string    `json:"requester"`
+	HostGroup string    `json:"host_group"`
+	DueAt     time.Time `json:"due_at"`
 }
 
 // RevokeRequest is the body of POST /v1/revocations: exactly one of
@@ -200,12 +215,17 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, login string) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Report{
+	out := Report{
 		Since: timePtr(rep.Since), Requests: rep.Requests, Approved: rep.Approved, Denied: rep.Denied, Expired: rep.Expired,
 		Cancelled: rep.Cancelled, Pending: rep.Pending, ApprovalRate: rep.ApprovalRate,
 		MedianToApprovalSeconds: rep.MedianToApproval.Seconds(), P95ToApprovalSeconds: rep.P95ToApproval.Seconds(),
 		MedianGrantLengthSeconds: rep.MedianGrantLength.Seconds(), CertsIssued: rep.CertsIssued, OpenGrantsNow: rep.OpenGrantsNow,
-	})
+		BreakGlass: rep.BreakGlass, MedianToFollowUpSeconds: rep.MedianToFollowUp.Seconds(), OverdueFollowUps: []OverdueFollowUp{},
+	}
+	for _, o := range rep.OverdueFollowUps {
+		out.OverdueFollowUps = append(out.OverdueFollowUps, OverdueFollowUp{RequestID: o.RequestID, Requester: o.Requester, HostGroup: o.HostGroup, DueAt: o.DueAt})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request, login string) {

@@ -71,7 +71,8 @@ func newTestServerAt(t *testing.T, path string) *testServer {
 	}
 	policies := []*approval.Policy{
 		{Group: "prod-db", Principals: []string{"prod-db"}, Requesters: []string{"backend"}, Approvers: []string{"sre-leads"},
-			ApprovalsRequired: 1, MaxDuration: time.Hour, CertTTL: 5 * time.Minute},
+			ApprovalsRequired: 1, MaxDuration: time.Hour, CertTTL: 5 * time.Minute,
+			BreakGlass: &approval.BreakGlassPolicy{Teams: []string{"backend"}, MaxDuration: 30 * time.Minute, ReviewWithin: 24 * time.Hour}},
 		{Group: "staging", Principals: []string{"staging"}, Requesters: []string{"backend"}, Approvers: []string{"sre-leads"},
 			ApprovalsRequired: 0, MaxDuration: time.Hour, CertTTL: 5 * time.Minute},
 	}

@@ -92,6 +92,16 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	bw := bufio.NewWriter(w)
 	s.metrics.write(bw, time.Now())
+	// Break glass, from the ledger (so the counts survive restarts and
+	// agree across servers); left out of a scrape the ledger cannot answer.
+	if counts, err := s.authority.BreakGlassCounts(r.Context()); err == nil {
+		grants, overdue := map[string]uint64{}, map[string]uint64{}
+		for g, c := range counts {
+			grants[g], overdue[g] = uint64(c.Grants), uint64(c.Overdue) //nolint:gosec // counts of rows
+		}
+		writeByGroup(bw, "jit_ssh_break_glass_grants_total", "counter", "Break-glass grants taken (without an approver), by host group.", grants)
+		writeByGroup(bw, "jit_ssh_break_glass_overdue_follow_ups", "gauge", "Break-glass grants whose follow-up review is past due now, by host group (alert when above 0).", overdue)
+	}
 	// The ledger's counters; a ledger that cannot tell them now is left
 	// out of this scrape (it is not an error of the scrape).
 	if st, err := s.ledger.Stats(r.Context()); err == nil {
@@ -100,4 +110,13 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			name, name, name, st.WALCheckpointFailures)
 	}
 	_ = bw.Flush() // a scraper that went away is not an error
+}
+
+// writeByGroup writes one metric of the given type with a value per host
+// group.
+func writeByGroup(w *bufio.Writer, name, typ, help string, byGroup map[string]uint64) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	for _, g := range slices.Sorted(maps.Keys(byGroup)) {
+		fmt.Fprintf(w, "%s{host_group=\"%s\"} %d\n", name, labelEscaper.Replace(g), byGroup[g])
+	}
 }

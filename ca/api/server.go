@@ -360,6 +360,7 @@ func (s *Server) requestView(r *ca.Request) Request {
 		Duration: r.Duration.String(), DurationSeconds: int64(r.Duration / time.Second),
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ApprovedAt: timePtr(r.ApprovedAt), GrantEndsAt: timePtr(r.GrantEnds()),
 		Version: r.Version, Reviews: r.Reviews, ApproverTeams: []string{},
+		BreakGlass: r.BreakGlass, FollowUp: r.FollowUp, ReviewDueAt: timePtr(r.ReviewDueAt), FollowedUpAt: timePtr(r.FollowedUpAt),
 	}
 	if v.Reviews == nil {
 		v.Reviews = []ca.Review{}
@@ -383,7 +384,11 @@ func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, login str
 		s.fail(w, r, err)
 		return
 	}
-	req, err := s.svc.Create(r.Context(), login, body.HostGroup, d, body.Reason)
+	create := s.svc.Create
+	if body.BreakGlass {
+		create = s.svc.BreakGlass
+	}
+	req, err := create(r.Context(), login, body.HostGroup, d, body.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -29,6 +29,9 @@ type CreateRequest struct {
 	HostGroup string `json:"host_group"`
 	Duration  string `json:"duration,omitempty"` // Go duration, e.g. "30m"; default per policy
 	Reason    string `json:"reason"`
+	// BreakGlass asks for a grant at once, without an approver, under the
+	// group's break_glass policy; the follow-up review is enforced.
+	BreakGlass bool `json:"break_glass,omitempty"`
 }
 
 // EditRequest is the body of PATCH /v1/requests/{id}.
@@ -68,6 +71,13 @@ type Request struct {
 	Approvals          []string    `json:"approvals"`
 	ChangesRequestedBy []string    `json:"changes_requested_by"`
 	Reviews            []ca.Review `json:"reviews"`
+	// BreakGlass marks a grant taken without an approver; FollowUp is its
+	// follow-up review (needs_review, justified, not_justified), due at
+	// ReviewDueAt and recorded at FollowedUpAt.
+	BreakGlass   bool       `json:"break_glass"`
+	FollowUp     string     `json:"follow_up,omitempty"`
+	ReviewDueAt  *time.Time `json:"review_due_at,omitempty"`
+	FollowedUpAt *time.Time `json:"followed_up_at,omitempty"`
 }
 
 // OpenAt reports whether the request is an open grant at t, by the one

@@ -316,8 +316,9 @@ func newAuditReportCmd(e *env) *cobra.Command {
 		Use:   "report [--since T]",
 		Short: "The figures that show JIT access is working",
 		Long: `Requests, approval rate, median and p95 time from request to approval, median
-grant length, certificates issued, and standing grants open now (which should
-be zero outside active work).`,
+grant length, certificates issued, standing grants open now (which should
+be zero outside active work), break-glass grants with the median time to their
+follow-up review, and the follow-ups overdue now (of any age).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := timeFlag("since", since, time.Now())
@@ -343,6 +344,11 @@ be zero outside active work).`,
 			fmt.Fprintf(tw, "Median grant length:\t%s\n", secs(r.MedianGrantLengthSeconds))
 			fmt.Fprintf(tw, "Certificates issued:\t%d\n", r.CertsIssued)
 			fmt.Fprintf(tw, "Grants open now:\t%d\n", r.OpenGrantsNow)
+			fmt.Fprintf(tw, "Break-glass grants:\t%d (median time to follow-up review %s)\n", r.BreakGlass, secs(r.MedianToFollowUpSeconds))
+			fmt.Fprintf(tw, "Overdue follow-ups:\t%d\n", len(r.OverdueFollowUps))
+			for _, o := range r.OverdueFollowUps {
+				fmt.Fprintf(tw, "  %s\t%s by %s, due %s\n", cell(o.RequestID), cell(o.HostGroup), cell(o.Requester), o.DueAt.UTC().Format(time.RFC3339))
+			}
 			return tw.Flush()
 		},
 	}

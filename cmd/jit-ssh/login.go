@@ -26,6 +26,10 @@ type loginOptions struct {
 	noWait   bool
 	timeout  time.Duration
 	ensure   bool // --ensure: see runEnsure
+	// breakGlass asks for a grant at once without an approver, under the
+	// group's break_glass policy (a new request only; an open grant is
+	// reused).
+	breakGlass bool
 
 	// now and after are the login's clock and its pause between retried
 	// polls; nil means time.Now and time.After (tests inject both).
@@ -57,7 +61,8 @@ put a fresh key and its certificate into your running ssh-agent for exactly the
 certificate's lifetime. Afterwards plain ssh works. The private key exists only
 in memory and in the agent.`,
 		Example: `  jit-ssh login staging
-  jit-ssh login prod-db --reason "INC-1234: replica lag" --duration 30m`,
+  jit-ssh login prod-db --reason "INC-1234: replica lag" --duration 30m
+  jit-ssh login prod-db --break-glass --reason "INC-42: primary down"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.ensure {
@@ -68,6 +73,9 @@ in memory and in the agent.`,
 			if err := ca.CheckGroup(o.group); err != nil {
 				return &usageError{fmt.Errorf("%q is not a host group name", o.group)}
 			}
+			if o.breakGlass && strings.TrimSpace(o.reason) == "" {
+				return &usageError{errors.New("--break-glass needs --reason: say what the emergency is (e.g. \"INC-42: primary down\"); the approvers review the grant from it")}
+			}
 			return o.run(cmd.Context(), e, key)
 		},
 	}
@@ -76,6 +84,7 @@ in memory and in the agent.`,
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "file the request and return without waiting for approval")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long to wait for approval")
 	cmd.Flags().BoolVar(&o.ensure, "ensure", false, "do nothing when the agent holds a certificate for GROUP with over a minute left, else log in with all output on stderr (what 'jit-ssh ssh-config' has ssh run)")
+	cmd.Flags().BoolVar(&o.breakGlass, "break-glass", false, "emergency: grant at once without an approver, where the group's break_glass policy allows you; needs --reason; every approver is alerted and must review it afterwards")
 	return cmd
 }
 
@@ -157,13 +166,13 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c loginAPI) (*a
 		}
 	}
 	for i := range mine {
-		if r := &mine[i]; r.HostGroup == o.group && r.State == ca.StatePending {
+		if r := &mine[i]; r.HostGroup == o.group && r.State == ca.StatePending && !o.breakGlass {
 			fmt.Fprintf(e.stderr, "Your request %s for %s is already waiting for review.\n", r.ID, r.HostGroup)
 			o.noteUnused(e, r.ID, r.State)
 			return r, nil
 		}
 	}
-	in := api.CreateRequest{HostGroup: o.group, Reason: o.reason}
+	in := api.CreateRequest{HostGroup: o.group, Reason: o.reason, BreakGlass: o.breakGlass}
 	if o.duration > 0 {
 		in.Duration = o.duration.String()
 	}
@@ -171,7 +180,11 @@ func (o *loginOptions) findOrCreate(ctx context.Context, e *env, c loginAPI) (*a
 	if err != nil {
 		return nil, err
 	}
-	if r.State == ca.StateApproved {
+	if r.BreakGlass {
+		fmt.Fprintf(e.stderr, "BREAK GLASS: grant %s for %s starts now without an approver (ends in %s). The approvers of %s have been alerted;\n"+
+			"one of them must review it by %s, and if they find it not justified its certificates are revoked. You cannot break glass again while a follow-up is overdue.\n",
+			r.ID, r.HostGroup, until(*r.GrantEndsAt, o.now()), r.HostGroup, fmtTime(r.ReviewDueAt))
+	} else if r.State == ca.StateApproved {
 		fmt.Fprintf(e.stderr, "Request %s for %s was approved by policy (grant ends in %s).\n", r.ID, r.HostGroup, until(*r.GrantEndsAt, o.now()))
 	} else {
 		fmt.Fprintf(e.stderr, "Requested %s as %s.\n", r.HostGroup, r.ID)

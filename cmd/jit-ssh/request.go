@@ -64,7 +64,8 @@ func newRequestListCmd(e *env) *cobra.Command {
 		Use:   "list [--mine] [--reviewable] [--state S]",
 		Short: "List requests",
 		Long: `List requests. --mine lists yours; --reviewable lists pending requests you may
-review. Without either, auditors see every request and others their own.`,
+review and break-glass grants whose follow-up review you may record. Without
+either, auditors see every request and others their own.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := e.client()
@@ -86,14 +87,18 @@ review. Without either, auditors see every request and others their own.`,
 			tw := e.table()
 			fmt.Fprintln(tw, "ID\tGROUP\tREQUESTER\tSTATE\tDURATION\tAPPROVALS\tCREATED\tREASON")
 			for _, r := range reqs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", cell(r.ID), cell(r.HostGroup), cell(r.Requester), cell(r.State), cell(r.Duration),
-					len(r.Approvals), r.ApprovalsRequired, r.CreatedAt.UTC().Format(time.RFC3339), oneLine(r.Reason, 50))
+				approvals := fmt.Sprintf("%d/%d", len(r.Approvals), r.ApprovalsRequired)
+				if r.BreakGlass {
+					approvals = ca.BreakGlassBy
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.ID), cell(r.HostGroup), cell(r.Requester), cell(stateCell(&r)), cell(r.Duration),
+					approvals, r.CreatedAt.UTC().Format(time.RFC3339), oneLine(r.Reason, 50))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&o.Mine, "mine", false, "only your requests")
-	cmd.Flags().BoolVar(&o.Reviewable, "reviewable", false, "only pending requests you may review")
+	cmd.Flags().BoolVar(&o.Reviewable, "reviewable", false, "only pending requests and break-glass follow-ups you may review")
 	cmd.Flags().StringVar(&o.State, "state", "", "only requests in this state: pending, approved, denied, expired, cancelled")
 	return cmd
 }
@@ -202,7 +207,11 @@ func (e *env) printRequest(r *api.Request) error {
 	fmt.Fprintf(tw, "Created:\t%s\n", r.CreatedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "Approved:\t%s\n", fmtTime(r.ApprovedAt))
 	fmt.Fprintf(tw, "Grant ends:\t%s\n", fmtTime(r.GrantEndsAt))
-	fmt.Fprintf(tw, "Approvals:\t%d of %d (%s)\n", len(r.Approvals), r.ApprovalsRequired, cell(strings.Join(r.Approvals, ", ")))
+	if r.BreakGlass {
+		fmt.Fprintf(tw, "Break glass:\t%s\n", followUpLine(r, time.Now()))
+	} else {
+		fmt.Fprintf(tw, "Approvals:\t%d of %d (%s)\n", len(r.Approvals), r.ApprovalsRequired, cell(strings.Join(r.Approvals, ", ")))
+	}
 	if len(r.ChangesRequestedBy) > 0 {
 		fmt.Fprintf(tw, "Changes requested by:\t%s\n", cell(strings.Join(r.ChangesRequestedBy, ", ")))
 	}
@@ -232,7 +241,11 @@ func newReviewCmd(e *env) *cobra.Command {
 		Long: `Review a request. --approve counts towards the approvals the group needs;
 --request-changes blocks approval until you approve or the requester edits the
 request; --comment only adds a note; --deny refuses the request for good.
---request-changes, --comment and --deny need a body (-m).`,
+--request-changes, --comment and --deny need a body (-m).
+
+On a break-glass grant the same flags record its follow-up review: --approve
+as justified; --request-changes or --deny as not justified, which ends the
+grant and revokes its certificates at once. The requester cannot record it.`,
 		Example: `  jit-ssh review r-abcdefghijklmnop --approve -m "ok for INC-1234"
   jit-ssh review r-abcdefghijklmnop --request-changes -m "30m is enough"`,
 		Args: cobra.ExactArgs(1),
@@ -272,6 +285,38 @@ func runReview(ctx context.Context, e *env, id, event, body string) error {
 	if e.output == "json" {
 		return e.printJSON(r)
 	}
+	if r.BreakGlass {
+		switch r.FollowUp {
+		case ca.FollowUpNotJustified:
+			fmt.Fprintf(e.stdout, "Reviewed %s (%s): break-glass grant recorded as not justified; the grant ended and its certificates are revoked (hosts refuse them after 'jit-ssh host sync').\n", r.ID, strings.ToLower(event))
+		case ca.FollowUpJustified:
+			fmt.Fprintf(e.stdout, "Reviewed %s (%s): break-glass grant recorded as justified.\n", r.ID, strings.ToLower(event))
+		default:
+			fmt.Fprintf(e.stdout, "Reviewed %s (%s): break-glass follow-up still needs review (%s).\n", r.ID, strings.ToLower(event), followUpLine(r, time.Now()))
+		}
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "Reviewed %s (%s): request is %s, %d of %d approvals.\n", r.ID, strings.ToLower(event), r.State, len(r.Approvals), r.ApprovalsRequired)
 	return nil
+}
+
+// stateCell is a request's state for a listing; a break-glass grant adds
+// its follow-up ("approved, break glass: needs_review").
+func stateCell(r *api.Request) string {
+	if !r.BreakGlass {
+		return r.State
+	}
+	return r.State + ", break glass: " + r.FollowUp
+}
+
+// followUpLine describes a break-glass grant's follow-up review at now.
+func followUpLine(r *api.Request, now time.Time) string {
+	switch {
+	case r.FollowUp != ca.FollowUpNeedsReview:
+		return fmt.Sprintf("granted without an approver; follow-up: %s (%s)", strings.ReplaceAll(r.FollowUp, "_", " "), fmtTime(r.FollowedUpAt))
+	case r.ReviewDueAt != nil && !now.Before(*r.ReviewDueAt):
+		return fmt.Sprintf("granted without an approver; follow-up review OVERDUE since %s (no new break glass until it is reviewed)", fmtTime(r.ReviewDueAt))
+	default:
+		return fmt.Sprintf("granted without an approver; follow-up review due by %s", fmtTime(r.ReviewDueAt))
+	}
 }

@@ -28,7 +28,11 @@ func newStatusCmd(e *env) *cobra.Command {
 type statusView struct {
 	Grants  []api.Request `json:"grants"`
 	Pending []api.Request `json:"pending"`
-	Agent   []agentView   `json:"agent"`
+	// FollowUps are the caller's break-glass grants whose follow-up review
+	// is still to be done (of any age: an overdue one blocks the next
+	// break glass).
+	FollowUps []api.Request `json:"follow_ups"`
+	Agent     []agentView   `json:"agent"`
 }
 
 type agentView struct {
@@ -45,7 +49,7 @@ func runStatus(ctx context.Context, e *env) error {
 		return err
 	}
 	now := time.Now()
-	v := statusView{Grants: []api.Request{}, Pending: []api.Request{}, Agent: []agentView{}}
+	v := statusView{Grants: []api.Request{}, Pending: []api.Request{}, FollowUps: []api.Request{}, Agent: []agentView{}}
 	mine, err := c.ListRequests(ctx, api.ListRequestsOptions{Mine: true})
 	if err != nil {
 		return err
@@ -56,6 +60,9 @@ func runStatus(ctx context.Context, e *env) error {
 			v.Grants = append(v.Grants, r)
 		case r.State == ca.StatePending:
 			v.Pending = append(v.Pending, r)
+		}
+		if r.BreakGlass && r.FollowUp == ca.FollowUpNeedsReview {
+			v.FollowUps = append(v.FollowUps, r)
 		}
 	}
 	var agentErr error
@@ -77,7 +84,11 @@ func runStatus(ctx context.Context, e *env) error {
 	tw := e.table()
 	fmt.Fprintln(tw, "GRANTS\tREQUEST\tENDS IN\tAPPROVED BY")
 	for _, r := range v.Grants {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(r.HostGroup), cell(r.ID), until(*r.GrantEndsAt, now), cell(strings.Join(r.Approvals, ",")))
+		by := strings.Join(r.Approvals, ",")
+		if r.BreakGlass {
+			by = ca.BreakGlassBy
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(r.HostGroup), cell(r.ID), until(*r.GrantEndsAt, now), cell(by))
 	}
 	if len(v.Grants) == 0 {
 		fmt.Fprintln(tw, "(none)\t\t\t")
@@ -88,6 +99,16 @@ func runStatus(ctx context.Context, e *env) error {
 	}
 	if len(v.Pending) == 0 {
 		fmt.Fprintln(tw, "(none)\t\t\t")
+	}
+	if len(v.FollowUps) > 0 {
+		fmt.Fprintln(tw, "\nBREAK GLASS\tREQUEST\tFOLLOW-UP REVIEW\t")
+		for _, r := range v.FollowUps {
+			due := "due in " + until(*r.ReviewDueAt, now)
+			if !now.Before(*r.ReviewDueAt) {
+				due = "OVERDUE since " + fmtTime(r.ReviewDueAt) + ": no new break glass until an approver reviews it"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\n", cell(r.HostGroup), cell(r.ID), due)
+		}
 	}
 	fmt.Fprintln(tw, "\nIN SSH-AGENT\tSERIAL\tTIME LEFT\tPRINCIPALS")
 	for _, a := range v.Agent {

@@ -52,6 +52,15 @@ type canonicalRequest struct {
 	ApprovedAt int64  `json:"approved_at"`
 	EndedAt    int64  `json:"ended_at"`
 	Version    int64  `json:"version"`
+	// The break-glass columns (migration 0006) are left out while they
+	// hold their defaults, so a request that is not break glass keeps the
+	// digest it had before them and older ledgers verify unchanged. On a
+	// break-glass row they are all covered: the follow-up decision is
+	// bound to the chain like the state.
+	BreakGlass   bool   `json:"break_glass,omitempty"`
+	FollowUp     string `json:"follow_up,omitempty"`
+	ReviewDueAt  int64  `json:"review_due_at,omitempty"`
+	FollowedUpAt int64  `json:"followed_up_at,omitempty"`
 }
 
 // canonicalReview is the encoding of one review row in reviewsDigest.
@@ -87,6 +96,7 @@ func requestDigest(r *ca.Request) string {
 		ID: r.ID, HostGroup: r.HostGroup, Requester: r.Requester, State: r.State, Reason: r.Reason,
 		DurationNS: int64(r.Duration), CreatedAt: r.CreatedAt.UnixNano(), UpdatedAt: r.UpdatedAt.UnixNano(),
 		ApprovedAt: unixOrZero(r.ApprovedAt), EndedAt: unixOrZero(r.EndedAt), Version: r.Version,
+		BreakGlass: r.BreakGlass, FollowUp: r.FollowUp, ReviewDueAt: unixOrZero(r.ReviewDueAt), FollowedUpAt: unixOrZero(r.FollowedUpAt),
 	})
 }
 
@@ -186,6 +196,36 @@ func readRequestTx(ctx context.Context, tx queryer, id string) (*ca.Request, err
 	if err != nil {
 		return nil, err
 	}
+	return withReviewsTx(ctx, tx, r)
+}
+
+// requestColumnsV5 are the columns of requests up to migration 0005, whose
+// backfill (backfillBindings) runs before migration 0006 adds the
+// break-glass columns.
+const requestColumnsV5 = `id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version`
+
+// readRequestTxV5 is readRequestTx on the schema of migration 0005: such a
+// request is not break glass, and its digest is the same either way (the
+// break-glass columns are left out of it at their defaults).
+func readRequestTxV5(ctx context.Context, tx queryer, id string) (*ca.Request, error) {
+	var r ca.Request
+	var dur, created, updated int64
+	var approved, ended sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT `+requestColumnsV5+` FROM requests WHERE id = ?`, id).Scan(&r.ID, &r.HostGroup, &r.Requester,
+		&r.State, &r.Reason, &dur, &created, &updated, &approved, &ended, &r.Version)
+	if err != nil {
+		return nil, err
+	}
+	r.Duration = time.Duration(dur)
+	r.CreatedAt = fromNanos(sql.NullInt64{Int64: created, Valid: true})
+	r.UpdatedAt = fromNanos(sql.NullInt64{Int64: updated, Valid: true})
+	r.ApprovedAt, r.EndedAt = fromNanos(approved), fromNanos(ended)
+	return withReviewsTx(ctx, tx, &r)
+}
+
+// withReviewsTx reads r's reviews into it inside tx.
+func withReviewsTx(ctx context.Context, tx queryer, r *ca.Request) (*ca.Request, error) {
+	id := r.ID
 	rows, err := tx.QueryContext(ctx, sqlGetReviews, id)
 	if err != nil {
 		return nil, err
@@ -205,7 +245,13 @@ func readRequestTx(ctx context.Context, tx queryer, id string) (*ca.Request, err
 // appendBound appends events, the last of which binds request id as it now
 // is in tx (an EventRowsBound event is added when there is none).
 func appendBound(ctx context.Context, tx *sql.Tx, c *chain, id, actor string, at time.Time, events []ca.Event) error {
-	r, err := readRequestTx(ctx, tx, id)
+	return appendBoundRead(ctx, tx, c, id, actor, at, events, readRequestTx)
+}
+
+// appendBoundRead is appendBound reading the request with read.
+func appendBoundRead(ctx context.Context, tx *sql.Tx, c *chain, id, actor string, at time.Time, events []ca.Event,
+	read func(ctx context.Context, tx queryer, id string) (*ca.Request, error)) error {
+	r, err := read(ctx, tx, id)
 	if err != nil {
 		return fmt.Errorf("binding request %s: %w", id, err)
 	}
@@ -355,7 +401,7 @@ func (d *DB) backfillBindings(ctx context.Context, tx *sql.Tx) error {
 	}
 	for _, id := range ids {
 		ev := ca.Event{Time: at, Actor: "jit-ssh", Type: ca.EventRowsBound, RequestID: id, Data: map[string]any{"migration": bindingsMigration}}
-		if err := appendBound(ctx, tx, c, id, "jit-ssh", at, []ca.Event{ev}); err != nil {
+		if err := appendBoundRead(ctx, tx, c, id, "jit-ssh", at, []ca.Event{ev}, readRequestTxV5); err != nil {
 			return err
 		}
 	}

@@ -79,20 +79,27 @@ func (d *DB) ListEvents(ctx context.Context, f ca.EventFilter, fn func(*ca.Event
 // all time). Open grants are counted at now.
 func (d *DB) Report(ctx context.Context, since, now time.Time) (*ca.Report, error) {
 	r := &ca.Report{Since: since}
-	rows, err := d.r.QueryContext(ctx, `SELECT state, created_at, approved_at, duration_ns, ended_at FROM requests WHERE created_at >= ?`, since.UnixNano())
+	rows, err := d.r.QueryContext(ctx, `SELECT state, created_at, approved_at, duration_ns, ended_at, break_glass, followed_up_at FROM requests WHERE created_at >= ?`, since.UnixNano())
 	if err != nil {
 		return nil, classify("report", err)
 	}
 	defer rows.Close()
-	var toApproval, grants []time.Duration
+	var toApproval, grants, toFollowUp []time.Duration
 	for rows.Next() {
 		var state string
 		var created, dur int64
-		var approved, ended sql.NullInt64
-		if err := rows.Scan(&state, &created, &approved, &dur, &ended); err != nil {
+		var approved, ended, followed sql.NullInt64
+		var breakGlass bool
+		if err := rows.Scan(&state, &created, &approved, &dur, &ended, &breakGlass, &followed); err != nil {
 			return nil, classify("report", err)
 		}
 		r.Requests++
+		if breakGlass {
+			r.BreakGlass++
+			if followed.Valid && approved.Valid {
+				toFollowUp = append(toFollowUp, time.Duration(followed.Int64-approved.Int64))
+			}
+		}
 		switch state {
 		case ca.StateApproved:
 			r.Approved++
@@ -126,10 +133,54 @@ func (d *DB) Report(ctx context.Context, since, now time.Time) (*ca.Report, erro
 	r.MedianToApproval = percentile(toApproval, 0.5)
 	r.P95ToApproval = percentile(toApproval, 0.95)
 	r.MedianGrantLength = percentile(grants, 0.5)
+	r.MedianToFollowUp = percentile(toFollowUp, 0.5)
 	if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE issued_at >= ?`, since.UnixNano()).Scan(&r.CertsIssued); err != nil {
 		return nil, classify("report", err)
 	}
+	// Overdue follow-ups are listed whatever since says: a late review
+	// stays late until someone does it.
+	od, err := d.r.QueryContext(ctx, `SELECT id, requester, host_group, review_due_at FROM requests
+		WHERE break_glass = 1 AND follow_up = ? AND review_due_at <= ? ORDER BY review_due_at, id`, ca.FollowUpNeedsReview, now.UnixNano())
+	if err != nil {
+		return nil, classify("report", err)
+	}
+	defer od.Close()
+	r.OverdueFollowUps = []ca.OverdueFollowUp{}
+	for od.Next() {
+		var o ca.OverdueFollowUp
+		var due int64
+		if err := od.Scan(&o.RequestID, &o.Requester, &o.HostGroup, &due); err != nil {
+			return nil, classify("report", err)
+		}
+		o.DueAt = time.Unix(0, due).UTC()
+		r.OverdueFollowUps = append(r.OverdueFollowUps, o)
+	}
+	if err := od.Err(); err != nil {
+		return nil, classify("report", err)
+	}
 	return r, nil
+}
+
+// BreakGlassCounts returns, by host group, the break-glass grants ever
+// taken and the follow-ups overdue at now. Groups without a break-glass
+// grant are absent.
+func (d *DB) BreakGlassCounts(ctx context.Context, now time.Time) (map[string]ca.BreakGlassCount, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT host_group, count(*), coalesce(sum(follow_up = ? AND review_due_at <= ?), 0)
+		FROM requests WHERE break_glass = 1 GROUP BY host_group`, ca.FollowUpNeedsReview, now.UnixNano())
+	if err != nil {
+		return nil, classify("break-glass counts", err)
+	}
+	defer rows.Close()
+	out := map[string]ca.BreakGlassCount{}
+	for rows.Next() {
+		var g string
+		var c ca.BreakGlassCount
+		if err := rows.Scan(&g, &c.Grants, &c.Overdue); err != nil {
+			return nil, classify("break-glass counts", err)
+		}
+		out[g] = c
+	}
+	return out, classify("break-glass counts", rows.Err())
 }
 
 // percentile returns the nearest-rank percentile p of ds (sorted in place).

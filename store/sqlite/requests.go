@@ -20,10 +20,11 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 	defer d.requests.dropAll()
 	return d.write(ctx, "saving request", func(tx *sql.Tx, c *chain) error {
 		if ch.Create {
-			_, err := tx.ExecContext(ctx, `INSERT INTO requests (id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			_, err := tx.ExecContext(ctx, `INSERT INTO requests (id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version,
+				break_glass, follow_up, review_due_at, followed_up_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				r.ID, r.HostGroup, r.Requester, r.State, r.Reason, int64(r.Duration), r.CreatedAt.UnixNano(), r.UpdatedAt.UnixNano(),
-				nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version)
+				nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version, r.BreakGlass, r.FollowUp, nanos(r.ReviewDueAt), nanos(r.FollowedUpAt))
 			if err != nil {
 				return err
 			}
@@ -34,9 +35,11 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 			if err := d.checkRequestTx(ctx, tx, r.ID); err != nil {
 				return err
 			}
-			res, err := tx.ExecContext(ctx, `UPDATE requests SET state = ?, reason = ?, duration_ns = ?, updated_at = ?, approved_at = ?, ended_at = ?, version = ?
+			res, err := tx.ExecContext(ctx, `UPDATE requests SET state = ?, reason = ?, duration_ns = ?, updated_at = ?, approved_at = ?, ended_at = ?, version = ?,
+				break_glass = ?, follow_up = ?, review_due_at = ?, followed_up_at = ?
 				WHERE id = ? AND version = ?`,
-				r.State, r.Reason, int64(r.Duration), r.UpdatedAt.UnixNano(), nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version, r.ID, ch.PrevVersion)
+				r.State, r.Reason, int64(r.Duration), r.UpdatedAt.UnixNano(), nanos(r.ApprovedAt), nanos(r.EndedAt), r.Version,
+				r.BreakGlass, r.FollowUp, nanos(r.ReviewDueAt), nanos(r.FollowedUpAt), r.ID, ch.PrevVersion)
 			if err != nil {
 				return err
 			}
@@ -85,17 +88,20 @@ func (d *DB) ApplyRequestChange(ctx context.Context, ch ca.RequestChange) error 
 }
 
 const (
-	requestColumns = `id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version`
+	requestColumns = `id, host_group, requester, state, reason, duration_ns, created_at, updated_at, approved_at, ended_at, version, break_glass, follow_up, review_due_at, followed_up_at`
 	reviewColumns  = `id, request_id, reviewer, event, body, created_at, dismissed`
 )
 
 func scanRequest(s interface{ Scan(...any) error }) (*ca.Request, error) {
 	var r ca.Request
 	var dur, created, updated int64
-	var approved, ended sql.NullInt64
-	if err := s.Scan(&r.ID, &r.HostGroup, &r.Requester, &r.State, &r.Reason, &dur, &created, &updated, &approved, &ended, &r.Version); err != nil {
+	var approved, ended, due, followed sql.NullInt64
+	if err := s.Scan(&r.ID, &r.HostGroup, &r.Requester, &r.State, &r.Reason, &dur, &created, &updated, &approved, &ended, &r.Version,
+		&r.BreakGlass, &r.FollowUp, &due, &followed); err != nil {
 		return nil, err
 	}
+	r.ReviewDueAt = fromNanos(due)
+	r.FollowedUpAt = fromNanos(followed)
 	r.Duration = time.Duration(dur)
 	r.CreatedAt = fromNanos(sql.NullInt64{Int64: created, Valid: true})
 	r.UpdatedAt = fromNanos(sql.NullInt64{Int64: updated, Valid: true})
@@ -207,6 +213,10 @@ func (d *DB) ListRequests(ctx context.Context, f ca.RequestFilter) ([]*ca.Reques
 	if !f.GrantElapsedBy.IsZero() {
 		where = append(where, "state = ? AND ended_at IS NULL AND approved_at IS NOT NULL AND approved_at + duration_ns <= ?")
 		args = append(args, ca.StateApproved, f.GrantElapsedBy.UnixNano())
+	}
+	if f.FollowUp != "" {
+		where = append(where, "break_glass = 1 AND follow_up = ?")
+		args = append(args, f.FollowUp)
 	}
 	q := `SELECT ` + requestColumns + ` FROM requests`
 	if len(where) > 0 {

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Ledger) {
 		{"ListEvents", testListEvents},
 		{"VerifyUntouched", testVerifyUntouched},
 		{"Report", testReport},
+		{"BreakGlass", testBreakGlass},
 		{"NotFound", testNotFound},
 		{"Health", testHealth},
 	}

@@ -140,6 +140,17 @@ type HostGroup struct {
 	AllowedHours      string   `yaml:"allowed_hours"`
 	// Workloads are the CI jobs that may request the group (workloads.go).
 	Workloads []Workload `yaml:"workloads,omitempty"`
+	// BreakGlass, when present, lets its teams take a grant without an
+	// approver in an emergency (SPEC section 4c).
+	BreakGlass *BreakGlass `yaml:"break_glass"`
+}
+
+// BreakGlass is a host group's break-glass policy.
+type BreakGlass struct {
+	Teams         []string `yaml:"teams"`          // who may break glass; each must be a requester team
+	MaxDuration   Duration `yaml:"max_duration"`   // grant length cap, at most the group's max_duration
+	ReviewWithin  Duration `yaml:"review_within"`  // the follow-up review is due within this
+	ReasonPattern string   `yaml:"reason_pattern"` // optional regular expression the reason must match
 }
 
 // Duration is a time.Duration written as "30s", "5m", "2h".

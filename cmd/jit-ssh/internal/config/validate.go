@@ -296,6 +296,57 @@ func (g HostGroup) compile(path, name string) (*approval.Policy, []string) {
 		}
 		pol.AllowedHours = h
 	}
+	if g.BreakGlass != nil {
+		bg, problems := g.BreakGlass.compile(path+".break_glass", g, maxDur)
+		p = append(p, problems...)
+		pol.BreakGlass = bg
+	}
+	return pol, p
+}
+
+// maxReasonPattern bounds the length of a break_glass reason_pattern.
+const maxReasonPattern = 200
+
+// compile checks a host group's break_glass block (the group is g, its
+// max_duration maxDur) and returns its policy and problems, each at path.
+func (b *BreakGlass) compile(path string, g HostGroup, maxDur time.Duration) (*approval.BreakGlassPolicy, []string) {
+	var p []string
+	add := func(key, format string, args ...any) { p = append(p, path+key+": "+fmt.Sprintf(format, args...)) }
+	if len(b.Teams) == 0 {
+		add(".teams", "at least one team is required (who may break glass)")
+	}
+	for i, t := range b.Teams {
+		switch {
+		case ca.CheckTeam(t) != nil:
+			add(fmt.Sprintf(".teams[%d]", i), "%q is not a valid team slug", t)
+		case !slices.Contains(g.Requesters, t):
+			add(fmt.Sprintf(".teams[%d]", i), "%q is not one of the group's requesters (%s); a team that may break glass must also be a requester", t, strings.Join(g.Requesters, ", "))
+		}
+	}
+	if len(g.Approvers) == 0 {
+		add("", "the group has no approvers, so nobody could do the follow-up review; add approvers or remove break_glass")
+	}
+	d := time.Duration(b.MaxDuration)
+	switch {
+	case d < time.Minute || d > approval.MaxGrant:
+		add(".max_duration", "must be between 1m and %s", approval.MaxGrant)
+	case maxDur >= time.Minute && d > maxDur:
+		add(".max_duration", "%s is longer than the group's max_duration %s", d, maxDur)
+	}
+	within := time.Duration(b.ReviewWithin)
+	if within < approval.MinReviewWithin || within > approval.MaxReviewWithin {
+		add(".review_within", "must be between %s and %s", shortDuration(approval.MinReviewWithin), approval.MaxReviewWithin)
+	}
+	pol := &approval.BreakGlassPolicy{Teams: b.Teams, MaxDuration: d, ReviewWithin: within}
+	if b.ReasonPattern != "" {
+		if len(b.ReasonPattern) > maxReasonPattern {
+			add(".reason_pattern", "is longer than %d characters", maxReasonPattern)
+		} else if re, err := regexp.Compile(b.ReasonPattern); err != nil {
+			add(".reason_pattern", "%q is not a regular expression: %v", b.ReasonPattern, err)
+		} else {
+			pol.ReasonPattern = re
+		}
+	}
 	return pol, p
 }
 
