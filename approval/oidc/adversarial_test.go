@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jit-ssh/jit-ssh/approval/oidc"
 	"github.com/jit-ssh/jit-ssh/ca"
 )
 
@@ -67,5 +68,23 @@ func TestTokenForAnotherAudienceOrIssuerRefused(t *testing.T) {
 	}
 	if _, err := ov.VerifyWorkload(context.Background(), stub.Token(nil)); !errors.Is(err, ca.ErrUnauthenticated) {
 		t.Errorf("our token at the other issuer's verifier: %v, want refused", err)
+	}
+}
+
+// TestAcceptKeepsStrangersOutOfTheReplayCache: with WithAccept, tokens of
+// workloads it refuses are refused before they take a place in the replay
+// cache, so however many a stranger sends, a trusted job still gets in.
+func TestAcceptKeepsStrangersOutOfTheReplayCache(t *testing.T) {
+	stub, v, _ := setup(t, oidc.WithReplayCapacity(2), oidc.WithAccept(func(w ca.Workload) bool { return w.Repository == "acme/web" }))
+	for range 5 {
+		_, err := v.VerifyWorkload(context.Background(), stub.Token(map[string]any{"repository": "mallory/spam"}))
+		if !errors.Is(err, ca.ErrUnauthenticated) || !strings.Contains(err.Error(), "mallory/spam") {
+			t.Fatalf("a stranger's token: %v, want refused naming its repository", err)
+		}
+	}
+	for range 2 {
+		if _, err := v.VerifyWorkload(context.Background(), stub.Token(nil)); err != nil {
+			t.Fatalf("acme/web's token after the stranger's: %v", err)
+		}
 	}
 }
