@@ -91,9 +91,11 @@ func (s *Service) BreakGlass(ctx context.Context, login, group string, d time.Du
 
 // checkNoOverdueFollowUp refuses a new break glass by login while one of
 // its break-glass grants, in any group, is past its follow-up's due time
-// without a review, naming the oldest such grant.
+// without a review, naming the oldest such grant. The store selects the
+// overdue ones (FollowUpDueBy): a list of the newest open follow-ups would
+// lose an overdue one behind a thousand newer grants.
 func (s *Service) checkNoOverdueFollowUp(ctx context.Context, login string, now time.Time) error {
-	open, err := s.store.ListRequests(ctx, ca.RequestFilter{Requester: login, FollowUp: ca.FollowUpNeedsReview, Limit: 1000})
+	open, err := s.store.ListRequests(ctx, ca.RequestFilter{Requester: login, FollowUp: ca.FollowUpNeedsReview, FollowUpDueBy: now, Limit: 1000})
 	if err != nil {
 		return err
 	}

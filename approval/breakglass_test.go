@@ -314,3 +314,27 @@ func TestBreakGlassAuthorizeRechecks(t *testing.T) {
 	_, err := e.svc.Authorize(t.Context(), "alice", r.ID)
 	checkErr(t, err, approval.ErrForbidden, approval.CodeNotABreakGlassTeam)
 }
+
+// TestBreakGlassOverdueBlocksPastTheListLimit: the overdue block sees an
+// overdue follow-up however many newer break-glass grants the requester
+// has. The check once listed the newest 1000 open follow-ups only, so
+// breaking glass a thousand times within review_within pushed the overdue
+// one out of the list and the block never applied.
+func TestBreakGlassOverdueBlocksPastTheListLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a thousand break-glass grants")
+	}
+	e := newBGEnv(t)
+	first := e.breakGlass(t, "alice")
+	for range 1000 {
+		e.clk.advance(time.Second)
+		e.breakGlass(t, "alice")
+	}
+	// The first is due now, none of the others yet.
+	e.clk.advance(24*time.Hour - 1000*time.Second)
+	_, err := e.svc.BreakGlass(t.Context(), "alice", "prod-db", 0, "INC-45: once more")
+	checkErr(t, err, approval.ErrForbidden, approval.CodeFollowUpOverdue)
+	if err == nil || !strings.Contains(err.Error(), first.ID) {
+		t.Errorf("refusal %v does not name the overdue request %s", err, first.ID)
+	}
+}

@@ -57,15 +57,40 @@ func keyID(user, group, requestID string, approvers []string, breakGlass bool) (
 			if err := CheckLogin(a); err != nil {
 				return "", err
 			}
+			if IsReservedLogin(a) {
+				// by=break-glass must only ever mean a break-glass grant.
+				return "", fmt.Errorf("%w: approver %q is a reserved login", ErrInvalidName, a)
+			}
 		}
 		by = strings.Join(approvers, ",")
 	}
 	return fmt.Sprintf("jit-ssh:user=%s:group=%s:req=%s:by=%s", user, group, requestID, by), nil
 }
 
-// KeyIDFields parses a KeyId built by KeyID. It returns ok=false for any
-// other string.
+// KeyIDFields parses a KeyId built by KeyID or BreakGlassKeyID (whose
+// approvers are then [BreakGlassBy]). It returns ok=false for any other
+// string: one whose fields are not the names KeyID checks, or that KeyID
+// would not have written exactly so.
 func KeyIDFields(keyID string) (user, group, requestID string, approvers []string, ok bool) {
+	user, group, requestID, approvers, ok = splitKeyID(keyID)
+	if !ok {
+		return "", "", "", nil, false
+	}
+	var rebuilt string
+	var err error
+	if len(approvers) == 1 && approvers[0] == BreakGlassBy {
+		rebuilt, err = BreakGlassKeyID(user, group, requestID)
+	} else {
+		rebuilt, err = KeyID(user, group, requestID, approvers)
+	}
+	if err != nil || rebuilt != keyID {
+		return "", "", "", nil, false
+	}
+	return user, group, requestID, approvers, true
+}
+
+// splitKeyID splits a KeyId into its fields without checking them.
+func splitKeyID(keyID string) (user, group, requestID string, approvers []string, ok bool) {
 	rest, found := strings.CutPrefix(keyID, "jit-ssh:")
 	if !found {
 		return "", "", "", nil, false

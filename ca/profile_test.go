@@ -360,3 +360,56 @@ func TestCertTime(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIDFieldsRefusesLookAlikes: KeyIDFields says ok only for a string
+// KeyID or BreakGlassKeyID writes, so a look-alike in a host's log (a
+// hand-made certificate, another CA's) is not read as jit-ssh evidence.
+func TestKeyIDFieldsRefusesLookAlikes(t *testing.T) {
+	for _, s := range []string{
+		"jit-ssh:user=:group=:req=:by=",
+		"jit-ssh:user=alice smith:group=prod-db:req=" + reqID + ":by=-",
+		"jit-ssh:user=alice:group=Prod-DB:req=" + reqID + ":by=-",
+		"jit-ssh:user=alice:group=prod-db:req=r-1:by=-",
+		"jit-ssh:user=alice:group=prod-db:req=" + reqID + ":by=",
+		"jit-ssh:user=alice:group=prod-db:req=" + reqID + ":by=bob,",
+		"jit-ssh:user=alice:group=prod-db:req=" + reqID + ":by=bob,break-glass",
+		"jit-ssh:user=alice:group=prod-db:req=" + reqID + ":by=jit-ssh",
+		"jit-ssh:user=alice:group=prod-db:req=" + reqID + ":by=bob\x1b[2J",
+		"jit-ssh:user=gha:acme/web:run=1:group=prod-db:req=" + reqID + ":by=bob\n",
+		"jit-ssh:user=gha:acme/web:run=x1:group=prod-db:req=" + reqID + ":by=-",
+		"jit-ssh:user=gha:acme/web:run=1:group=prod db:req=" + reqID + ":by=-",
+		"jit-ssh:user=gha:acme/web:run=1:group=prod-db:req=" + reqID + ":by=-,-",
+	} {
+		if u, g, r, a, ok := ca.KeyIDFields(s); ok {
+			t.Errorf("KeyIDFields(%q) = %q, %q, %q, %q, true; want ok = false", s, u, g, r, a)
+		}
+	}
+	if _, err := ca.KeyID("alice", "prod-db", reqID, []string{ca.BreakGlassBy}); err == nil {
+		t.Error("KeyID accepted the reserved approver break-glass: an approved grant's KeyId would read by=break-glass")
+	}
+}
+
+// TestKeyIDFieldsRoundTrips: every KeyId written (a person's, a
+// workload's, approved, auto-approved, break glass) parses back exactly.
+func TestKeyIDFieldsRoundTrips(t *testing.T) {
+	for _, user := range []string{"alice", "a-1", "gha:acme/web:run=123", "gha:Acme-1/web.site_x:run=9"} {
+		for _, by := range [][]string{nil, {"bob"}, {"bob", "carol"}} {
+			id, err := ca.KeyID(user, "prod-db", reqID, by)
+			if err != nil {
+				t.Fatalf("KeyID(%q, %q): %v", user, by, err)
+			}
+			u, g, r, a, ok := ca.KeyIDFields(id)
+			if !ok || u != user || g != "prod-db" || r != reqID || !slices.Equal(a, by) {
+				t.Errorf("KeyIDFields(%q) = %q %q %q %q %v", id, u, g, r, a, ok)
+			}
+		}
+		id, err := ca.BreakGlassKeyID(user, "prod-db", reqID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, g, r, a, ok := ca.KeyIDFields(id)
+		if !ok || u != user || g != "prod-db" || r != reqID || !slices.Equal(a, []string{ca.BreakGlassBy}) {
+			t.Errorf("KeyIDFields(%q) = %q %q %q %q %v; want by [break-glass]", id, u, g, r, a, ok)
+		}
+	}
+}

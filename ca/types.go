@@ -258,5 +258,9 @@ type RequestFilter struct {
 	// FollowUp, when set, selects break-glass grants whose follow-up is in
 	// this state (ca.FollowUp*).
 	FollowUp string
-	Limit    int // default 200, at most 1000
+	// FollowUpDueBy, when set, selects break-glass grants whose follow-up
+	// review was due by this time (review_due_at <= it), whatever the
+	// limit leaves of the newer ones.
+	FollowUpDueBy time.Time
+	Limit         int // default 200, at most 1000
 }

@@ -52,6 +52,7 @@ type Verifier struct {
 	http             *http.Client
 	maxLifetime      time.Duration
 	replay           *replayCache
+	accept           func(ca.Workload) bool
 
 	mu  sync.Mutex
 	idv *oidc.IDTokenVerifier // set once discovery succeeded
@@ -71,6 +72,15 @@ func WithHTTPClient(h *http.Client) Option { return func(v *Verifier) { v.http =
 // WithReplayCapacity sets how many unexpired tokens the replay cache holds
 // at most (DefaultReplayCapacity).
 func WithReplayCapacity(n int) Option { return func(v *Verifier) { v.replay = newReplayCache(n) } }
+
+// WithAccept sets which verified workloads the verifier accepts at all,
+// before a token's jti enters the replay cache: the server passes whether
+// any host group trusts the workload's repository. Every repository on
+// GitHub can mint tokens for an audience, and they all verify; without
+// this, anyone could fill the bounded cache with their own tokens and
+// lock every deploy out (ErrUnavailable) for a token's lifetime. A token
+// accept refuses is refused (ErrUnauthenticated). nil accepts all.
+func WithAccept(accept func(ca.Workload) bool) Option { return func(v *Verifier) { v.accept = accept } }
 
 // WithMaxTokenLifetime sets the longest a token may have left to live
 // (DefaultMaxTokenLifetime).
@@ -261,6 +271,10 @@ func (v *Verifier) VerifyWorkload(ctx context.Context, token string) (ca.Workloa
 		Workflow: c.Workflow, SHA: c.SHA, Actor: c.Actor, Subject: c.Subject, TokenID: c.JTI, Expiry: tok.Expiry}
 	if err := ca.CheckWorkload(w); err != nil {
 		return ca.Workload{}, refused("the token's claims are not usable: %v", err)
+	}
+	if v.accept != nil && !v.accept(w) {
+		return ca.Workload{}, refused("workload %s (ref %s) may not request any host group of this server: no group's workloads name repository %s; run the job from a repository they name, or add it to a group's workloads in the server's config",
+			w.Identity(), w.Ref, w.Repository)
 	}
 	switch v.replay.add(c.JTI, tok.Expiry, now) {
 	case replaySeen:

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/approval/oidc"
+	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
 )
@@ -116,11 +118,23 @@ func (s *actionsTokenSource) fetch(ctx context.Context) (string, error) {
 }
 
 // workloadVerifier is the server's verifier of workload tokens, or nil
-// (none accepted) without workload_identity.github_actions.
+// (none accepted) without workload_identity.github_actions. It accepts
+// only the tokens of repositories some host group's workloads name (see
+// oidc.WithAccept): the others never reach the replay cache.
 func workloadVerifier(cfg *config.Server) approval.WorkloadVerifier {
 	g := cfg.WorkloadIdentity.GitHubActions
 	if g == nil {
 		return nil
 	}
-	return oidc.New(g.Issuer, g.Audience)
+	var trusted []string
+	for _, hg := range cfg.HostGroups {
+		for _, w := range hg.Workloads {
+			trusted = append(trusted, w.Repository)
+		}
+	}
+	return oidc.New(g.Issuer, g.Audience, oidc.WithAccept(func(w ca.Workload) bool {
+		// GitHub's names are case-insensitive, as approval.WorkloadRule
+		// matches them.
+		return slices.ContainsFunc(trusted, func(r string) bool { return strings.EqualFold(r, w.Repository) })
+	}))
 }

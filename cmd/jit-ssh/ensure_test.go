@@ -199,3 +199,25 @@ func TestLoginEnsureWaitsForAnother(t *testing.T) {
 		t.Fatalf("the second login --ensure did not finish once the lock was released: stderr %q", errb.String())
 	}
 }
+
+// TestLoginEnsureRefusesOddGroupsBeforeTouchingFiles: a group name that
+// could leave the cache directory or write an odd file name (slashes, dot
+// dots, a leading dot or dash, a line break, a NUL, a glob) is a usage
+// error before the agent, the lock file or the server is touched.
+func TestLoginEnsureRefusesOddGroupsBeforeTouchingFiles(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("SSH_AUTH_SOCK", "/nonexistent/agent.sock")
+	t.Setenv("JIT_SSH_SERVER", "http://127.0.0.1:1")
+	t.Setenv("JIT_SSH_TOKEN", "dev-alice")
+	for _, g := range []string{"../../x", "a/b", "..", ".hidden", "-rf", "prod\n", "prod\x00x", "prod*", "prod db", "PROD", "ünï"} {
+		r := runCLI(t, "login", "--ensure", g)
+		if r.code != exitUsage || r.stdout != "" || strings.Contains(r.stderr, "agent") {
+			t.Errorf("login --ensure %q: exit %d, stdout %q, stderr %q; want a usage error naming the group only", g, r.code, r.stdout, r.stderr)
+		}
+	}
+	entries, err := os.ReadDir(cache)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("the cache directory holds %v (%v) after refused groups; want nothing", entries, err)
+	}
+}

@@ -218,6 +218,10 @@ func (d *DB) ListRequests(ctx context.Context, f ca.RequestFilter) ([]*ca.Reques
 		where = append(where, "break_glass = 1 AND follow_up = ?")
 		args = append(args, f.FollowUp)
 	}
+	if !f.FollowUpDueBy.IsZero() {
+		where = append(where, "break_glass = 1 AND review_due_at IS NOT NULL AND review_due_at <= ?")
+		args = append(args, f.FollowUpDueBy.UnixNano())
+	}
 	q := `SELECT ` + requestColumns + ` FROM requests`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -77,6 +77,16 @@ func testBreakGlass(t *testing.T, db store.Ledger) {
 	if list, err = db.ListRequests(ctx, ca.RequestFilter{FollowUp: ca.FollowUpJustified, Requester: "alice"}); err != nil || len(list) != 1 || list[0].ID != a.ID {
 		t.Fatalf("ListRequests(justified, alice) = %v, %v; want only %s", ids(list), err, a.ID)
 	}
+	// FollowUpDueBy selects by due time, inclusive: b is due at 70.
+	for at, want := range map[int]int{69: 0, 70: 1, 75: 1} {
+		list, err := db.ListRequests(ctx, ca.RequestFilter{FollowUp: ca.FollowUpNeedsReview, FollowUpDueBy: m(at)})
+		if err != nil || len(list) != want || (want == 1 && list[0].ID != b.ID) {
+			t.Fatalf("ListRequests(needs_review, due by %dm) = %v, %v; want %d (%s)", at, ids(list), err, want, b.ID)
+		}
+	}
+	if list, err := db.ListRequests(ctx, ca.RequestFilter{FollowUpDueBy: m(1000), Requester: "alice"}); err != nil || len(list) != 2 {
+		t.Fatalf("ListRequests(due by 1000m, alice) = %v, %v; want the two break-glass grants, not the plain request", ids(list), err)
+	}
 
 	rep, err := db.Report(ctx, time.Time{}, m(75))
 	if err != nil {

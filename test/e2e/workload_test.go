@@ -239,7 +239,9 @@ func TestWorkloadRefusals(t *testing.T) {
 		{"expired", map[string]any{"exp": now.Add(-time.Minute).Unix(), "nbf": now.Add(-10 * time.Minute).Unix()}, nil, "expired at"},
 		{"not yet valid", map[string]any{"nbf": now.Add(4 * time.Minute).Unix(), "exp": now.Add(10 * time.Minute).Unix()}, nil, "not valid before"},
 		{"another repository", map[string]any{"repository": "acme/ops", "sub": "repo:acme/ops:environment:production"}, nil,
-			"workload repo:acme/ops:environment:production (ref refs/heads/main) may not request web-prod"},
+			// Refused at sign-in: no group trusts acme/ops, so its tokens
+			// never take a place in the replay cache.
+			"workload repo:acme/ops:environment:production (ref refs/heads/main) may not request any host group"},
 		{"another ref", map[string]any{"ref": "refs/heads/feature"}, nil, "(ref refs/heads/feature) may not request web-prod"},
 		{"another environment", map[string]any{"environment": "staging"}, nil, "workload repo:acme/web:environment:staging"},
 		{"no environment", map[string]any{"environment": nil}, nil, "workload repo:acme/web:ref:refs/heads/main"},
