@@ -165,6 +165,23 @@ func connect(ctx context.Context, dsn string, opts []Option) (*DB, error) {
 	return d, nil
 }
 
+// Describe names the database dsn points at, without its password, for
+// logs and messages: "PostgreSQL user@host:port/db" (or a note that it is
+// not a valid DSN).
+func Describe(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "PostgreSQL (a DSN that does not parse)"
+	}
+	return describe(cfg)
+}
+
+// IsDSN reports whether s is a PostgreSQL URL (postgres:// or
+// postgresql://) rather than a file name.
+func IsDSN(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
 // describe names the database of c without its password.
 func describe(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("PostgreSQL %s@%s/%s", c.User, net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), c.Database)

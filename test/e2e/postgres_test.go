@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jit-ssh/jit-ssh/ca/api"
+	"github.com/jit-ssh/jit-ssh/test/pgtest"
+	"github.com/jit-ssh/jit-ssh/test/testenv"
+)
+
+// pgConfig is a server on a PostgreSQL ledger whose DSN is in
+// JIT_PG_LEDGER_URL.
+const pgConfig = `
+listen: 127.0.0.1:0
+data_dir: %DATA%
+signer: {type: file}
+ledger:
+  type: postgres
+  postgres: {dsn_env: JIT_PG_LEDGER_URL, max_conns: 4}
+identity:
+  type: static
+  static:
+    users:
+      alice: {token: dev-alice, teams: [backend]}
+      bob:   {token: dev-bob,   teams: [sre-leads]}
+      carol: {token: dev-carol, teams: [security]}
+auditors: [security]
+host_groups:
+  prod-db:
+    principals: [prod-db]
+    requesters: [backend]
+    approvers: [sre-leads]
+    approvals_required: 1
+    max_duration: 1h
+    cert_ttl: 5m
+    extensions: [permit-pty]
+` + testLimits
+
+// TestLoginOnPostgresLedger: the server on a real PostgreSQL ledger
+// (test/pgtest): alice's request, bob's approval, the certificate in
+// alice's agent, plain ssh into a real sshd; the certificate is in the
+// ledger, audit verify passes through the API and offline against the
+// database, and the DSN's password is in no log or output.
+func TestLoginOnPostgresLedger(t *testing.T) {
+	pg := pgtest.Start(t)
+	dsn := pg.NewDatabase(t)
+	srv := startWithConfigEnv(t, pgConfig, []string{"JIT_PG_LEDGER_URL=" + dsn})
+	sock := testenv.StartAgent(t)
+	alice, bob, carol := srv.as(t, "alice", sock), srv.as(t, "bob", ""), srv.as(t, "carol", "")
+	host := hostFor(t, alice, "prod-db")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	login := alice.start(ctx, "login", "prod-db", "--reason", "e2e: postgres ledger")
+	var pending []api.Request
+	waitFor(t, "alice's request to be reviewable by bob", 20*time.Second, func() bool {
+		pending = jsonLines[api.Request](t, bob.ok("request", "list", "--reviewable", "-o", "json").Stdout)
+		return len(pending) == 1
+	})
+	bob.ok("review", pending[0].ID, "--approve", "-m", "ok")
+	select {
+	case err := <-login.done:
+		if err != nil {
+			t.Fatalf("login failed: %v\nstderr:\n%s", err, login.Stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("login did not finish after the approval\nstderr:\n%s", login.Stderr.String())
+	}
+	stdout, stderr, err := testenv.SSH(t, sock, host.Port, testenv.Login(t), "echo", "hello-from-prod-db")
+	if err != nil || strings.TrimSpace(stdout) != "hello-from-prod-db" {
+		t.Fatalf("ssh into prod-db: err=%v stdout=%q stderr=%q\nsshd log:\n%s", err, stdout, stderr, host.Log())
+	}
+	certs := auditCerts(t, srv)
+	if len(certs) != 1 || certs[0].RequestID != pending[0].ID {
+		t.Fatalf("audit certs = %+v, want alice's one certificate", certs)
+	}
+	out := carol.ok("audit", "verify").Stdout
+	if !strings.Contains(out, "Ledger verified") {
+		t.Errorf("audit verify through the API:\n%s", out)
+	}
+	srv.Stop(t)
+	offline := carol.ok("audit", "verify", "--ledger", dsn).Stdout
+	if !strings.Contains(offline, "Ledger verified") || !strings.Contains(offline, "1 certificates") {
+		t.Errorf("audit verify --ledger postgres://...:\n%s", offline)
+	}
+	if strings.Contains(srv.Log(), pg.Password) || strings.Contains(offline, pg.Password) {
+		t.Errorf("the DSN's password is in the server log or the verify output")
+	}
+}
