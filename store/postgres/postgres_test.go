@@ -313,3 +313,40 @@ func TestRowsEditedOutsideTheServer(t *testing.T) {
 		t.Errorf("VerifyTail with a row lacking the server's MAC = %v, want a ChainError at row 2", err)
 	}
 }
+
+// TestLeastPrivilegeRole: after an owner's first start has migrated the
+// database, the ledger runs as a role with no UPDATE or DELETE on the event
+// log (the grants the README lists), and that role cannot rewrite it.
+func TestLeastPrivilegeRole(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	owner := open(t, dsn)
+	owner.Close()
+	rc := raw(t, dsn)
+	for _, q := range []string{
+		`CREATE ROLE ledger LOGIN PASSWORD 'ledger-pw'`,
+		`GRANT SELECT, INSERT ON events, checkpoints, schema_migrations TO ledger`,
+		`GRANT SELECT, INSERT, UPDATE ON requests, reviews, certificates TO ledger`,
+		`GRANT SELECT ON certificate_baseline TO ledger`,
+	} {
+		if _, err := rc.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	name := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
+	ldsn := srv.DSNAs(name, "ledger", "ledger-pw")
+	db := open(t, ldsn, postgres.WithCheckpointSigner(signer(t)))
+	if _, err := db.VerifyTail(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	history(t, db)
+	if _, err := db.Checkpoint(t.Context()); err != nil {
+		t.Errorf("Checkpoint as the least-privilege role: %v", err)
+	}
+	if _, err := db.Verify(t.Context()); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if _, err := raw(t, ldsn).Exec(t.Context(), `UPDATE events SET actor = 'mallory' WHERE id = 1`); err == nil {
+		t.Error("the ledger's role could update the event log")
+	}
+}

@@ -238,8 +238,11 @@ func (s *Server) start() error {
 }
 
 // DSN returns the URL of database db as User, with the password.
-func (s *Server) DSN(db string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(User, s.Password),
+func (s *Server) DSN(db string) string { return s.DSNAs(db, User, s.Password) }
+
+// DSNAs returns the URL of database db as role user with password.
+func (s *Server) DSNAs(db, user, password string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password),
 		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)), Path: "/" + db, RawQuery: "sslmode=disable"}
 	return u.String()
 }
