@@ -15,42 +15,26 @@ import (
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
-const (
-	sqlInsertCert = `INSERT INTO certificates (serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
-	sqlGrantOpenAt = `SELECT count(*) FROM requests WHERE id = $1 AND state = 'approved' AND ended_at IS NULL AND approved_at + duration_ns > $2`
-)
-
 // RecordCertificate commits an issued certificate and its
 // certificate.issued event durably before it returns. The grant is checked
-// again in the same transaction, under the chain's lock: a revocation,
-// end, cancellation or denial committed before it stops the record (and so
-// the certificate), and none can commit between the check and the record.
-// A serial recorded already is store.ErrDuplicate.
-func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
+// again in the same statement that records it, in a transaction holding
+// the chain's lock: a revocation, end, cancellation or denial committed
+// before it stops the record (and so the certificate), and none can commit
+// between the check and the record. A serial recorded already is
+// store.ErrDuplicate. Concurrent calls share a transaction (commit.go); an
+// error means this certificate was not recorded.
+func (d *DB) RecordCertificate(_ context.Context, c *ca.Certificate) error {
 	row, err := store.NewCertRow(c)
 	if err != nil {
 		return err
 	}
-	ev := store.CertificateIssuedEvent(c, &row)
-	// The record must land even if the client has gone away.
-	ctx = context.WithoutCancel(ctx)
-	return d.write(ctx, "recording certificate", func(tx pgx.Tx, ch *chain) error {
-		var open int
-		if err := tx.QueryRow(ctx, sqlGrantOpenAt, c.RequestID, c.IssuedAt.UnixNano()).Scan(&open); err != nil {
-			return err
-		}
-		if open == 0 {
-			return fmt.Errorf("%w: the grant of request %s ended or was revoked while the certificate was being signed; none was issued", ca.ErrGrantEnded, c.RequestID)
-		}
-		_, err := tx.Exec(ctx, sqlInsertCert,
-			int64(c.Serial), row.KeyID, row.HostGroup, row.Principals, row.ValidAfter, row.ValidBefore, //nolint:gosec // bit-for-bit
-			row.Requester, row.RequestID, row.Approvers, row.Fingerprint, row.CAFingerprint, row.Certificate, row.IssuedAt)
-		if err != nil {
-			return err
-		}
-		return ch.append(ctx, tx, ev)
-	})
+	op := &certOp{c: c, row: row, ev: store.CertificateIssuedEvent(c, &row), wake: make(chan bool, 1)}
+	// The record must land even if the client has gone away: it is not
+	// cancelled with the caller.
+	if d.readOnly {
+		return errors.New("store: recording certificate: the ledger was opened read-only")
+	}
+	return d.recordGrouped(op)
 }
 
 // certColumns and certFrom read a certificate with the reason of the

@@ -18,7 +18,7 @@ import (
 // lock (lockChain).
 type chain struct {
 	head   string
-	next   int64 // id of the next event row
+	nextID int64 // id of the next event row
 	now    func() time.Time
 	macKey []byte // nil: rows carry no MAC
 	// checkedThrough is the last row VerifyTail checked (store.MACKeyFor).
@@ -33,10 +33,18 @@ func (c *chain) append(ctx context.Context, tx pgx.Tx, ev ca.Event) error {
 	if err != nil {
 		return err
 	}
+	_, err = tx.Exec(ctx, sqlInsertEvent, c.next(ev, data)...)
+	return err
+}
+
+// next makes ev (with data, its encoded data) the chain's next row and
+// returns the arguments of its sqlInsertEvent. The chain's head moves on:
+// the caller inserts the row in the transaction, or abandons the chain.
+func (c *chain) next(ev ca.Event, data []byte) []any {
 	if ev.Time.IsZero() {
 		ev.Time = c.now()
 	}
-	id := c.next
+	id := c.nextID
 	ce := store.CanonicalEvent{
 		ID: id, At: ev.Time.UnixNano(), Actor: ev.Actor, Type: ev.Type,
 		RequestID: ev.RequestID, Serial: strconv.FormatUint(ev.Serial, 10),
@@ -48,13 +56,8 @@ func (c *chain) append(ctx context.Context, tx pgx.Tx, ev ca.Event) error {
 		m := store.EventMAC(c.macKey, id, h)
 		mac = &m
 	}
-	_, err = tx.Exec(ctx, sqlInsertEvent,
-		id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h, mac) //nolint:gosec // serials are stored bit-for-bit
-	if err != nil {
-		return err
-	}
-	c.head, c.next = h, id+1
-	return nil
+	c.head, c.nextID = h, id+1
+	return []any{id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h, mac} //nolint:gosec // serials are stored bit-for-bit
 }
 
 // RecordEvent appends one event to the log (for events that change no other

@@ -49,6 +49,8 @@ type DB struct {
 	maxConns int32
 	readOnly bool
 
+	gc groupCommit // batches concurrent RecordCertificate calls
+
 	ckSigner ssh.Signer      // signs checkpoints; nil: Checkpoint refuses
 	ckKeys   []ssh.PublicKey // keys Verify accepts checkpoints from; none: any
 	macKey   []byte          // store.DeriveMACKey(ckSigner); nil: rows carry no MAC
@@ -312,7 +314,7 @@ func (d *DB) lockChain(ctx context.Context, tx pgx.Tx) (*chain, error) {
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, err
 	}
-	c.next = last + 1
+	c.nextID = last + 1
 	return c, nil
 }
 
@@ -327,7 +329,8 @@ func retryable(err error) bool {
 }
 
 // classify wraps a database error with the store's sentinels: a unique key
-// taken is ErrDuplicate; the ledger's own refusals pass as they are; a
+// taken is ErrDuplicate; the ledger's own refusals pass as they are, and
+// so do rows the database refuses (a data exception or constraint); a
 // cancelled call is the caller's; anything else (the database unreachable,
 // refusing, read-only, out of space) is ErrUnavailable.
 func classify(what string, err error) error {
@@ -342,6 +345,10 @@ func classify(what string, err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return fmt.Errorf("%w: %s: %w", store.ErrDuplicate, what, err)
+	}
+	if pe != nil && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")) {
+		// A data exception or constraint: this row, not the database.
+		return fmt.Errorf("store: %s: the database refused the row: %w", what, err)
 	}
 	var conn *pgconn.ConnectError
 	if errors.As(err, &conn) {

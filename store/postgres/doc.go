@@ -22,6 +22,9 @@
 // run under a session advisory lock, so processes starting together
 // migrate once.
 //
+// Concurrent RecordCertificate calls share one transaction and one commit
+// (commit.go), its inserts pipelined.
+//
 // Reads that must see one state (GetRequest's binding check, Verify,
 // VerifyTail, RevokedSerials) run in a REPEATABLE READ, read-only
 // transaction. There is no request cache: every GetRequest reads the row

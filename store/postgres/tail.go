@@ -142,10 +142,10 @@ func (d *DB) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
 	var out *store.Checkpoint
 	err := d.write(ctx, "checkpoint", func(tx pgx.Tx, c *chain) error {
 		out = nil
-		if c.next == 1 {
+		if c.nextID == 1 {
 			return nil
 		}
-		cp := store.Checkpoint{Row: c.next - 1, Hash: c.head}
+		cp := store.Checkpoint{Row: c.nextID - 1, Hash: c.head}
 		var lastRow int64
 		var lastHash string
 		err := tx.QueryRow(ctx, `SELECT event_id, event_hash FROM checkpoints ORDER BY id DESC LIMIT 1`).Scan(&lastRow, &lastHash)
