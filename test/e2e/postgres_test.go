@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -42,8 +44,10 @@ host_groups:
 // TestLoginOnPostgresLedger: the server on a real PostgreSQL ledger
 // (test/pgtest): alice's request, bob's approval, the certificate in
 // alice's agent, plain ssh into a real sshd; the certificate is in the
-// ledger, audit verify passes through the API and offline against the
-// database, and the DSN's password is in no log or output.
+// ledger and audit verify passes through the API; with PostgreSQL stopped
+// a request is 503 ledger_unavailable and /healthz 503, and once it is
+// back the same server works again; audit verify passes offline against
+// the database; and the DSN's password is in no log or output.
 func TestLoginOnPostgresLedger(t *testing.T) {
 	pg := pgtest.Start(t)
 	dsn := pg.NewDatabase(t)
@@ -81,9 +85,32 @@ func TestLoginOnPostgresLedger(t *testing.T) {
 	if !strings.Contains(out, "Ledger verified") {
 		t.Errorf("audit verify through the API:\n%s", out)
 	}
+
+	// PostgreSQL down: no decision, no certificate, a 503 saying why;
+	// back up: the same server works again by itself.
+	client, err := api.NewClient(srv.URL, "dev-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.Stop()
+	_, err = client.CreateRequest(ctx, api.CreateRequest{HostGroup: "prod-db", Reason: "e2e: while the database is down"})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != "ledger_unavailable" {
+		t.Errorf("a request with PostgreSQL down = %v, want 503 ledger_unavailable", err)
+	}
+	if resp, err := http.Get(srv.URL + "/healthz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with PostgreSQL down = %v, %v; want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	pg.Restart(t)
+	if _, err := client.CreateRequest(ctx, api.CreateRequest{HostGroup: "prod-db", Reason: "e2e: the database is back"}); err != nil {
+		t.Errorf("a request once PostgreSQL is back = %v", err)
+	}
+
 	srv.Stop(t)
 	offline := carol.ok("audit", "verify", "--ledger", dsn).Stdout
-	if !strings.Contains(offline, "Ledger verified") || !strings.Contains(offline, "1 certificates") {
+	if !strings.Contains(offline, "Ledger verified") || !strings.Contains(offline, "2 requests") || !strings.Contains(offline, "1 certificates") {
 		t.Errorf("audit verify --ledger postgres://...:\n%s", offline)
 	}
 	if strings.Contains(srv.Log(), pg.Password) || strings.Contains(offline, pg.Password) {
