@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,5 +349,97 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	}
 	if _, err := raw(t, ldsn).Exec(t.Context(), `UPDATE events SET actor = 'mallory' WHERE id = 1`); err == nil {
 		t.Error("the ledger's role could update the event log")
+	}
+}
+
+// TestRevocationDuringABurst: while two handles record certificates under
+// one grant as fast as they can, a third revokes the grant. Afterwards
+// every certificate of the grant is revoked: each was recorded before the
+// revocation (which revoked it) or refused (ErrGrantEnded); none slipped
+// in between the grant's check and the revocation.
+func TestRevocationDuringABurst(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	a, b, c := open(t, dsn), open(t, dsn), open(t, dsn)
+	r := storetest.NewRequest("r-aaaaaaaaaaaaaaaa", "alice", "prod-db", ca.StateApproved, t0)
+	storetest.Create(t, a, r)
+	var serial atomic.Uint64
+	var refused atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, db := range []*postgres.DB{a, b, a, b} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := db.RecordCertificate(t.Context(), storetest.CertFor(serial.Add(1), "alice", "prod-db", r.ID, t0.Add(time.Second), time.Hour))
+				switch {
+				case errors.Is(err, ca.ErrGrantEnded):
+					refused.Add(1)
+				case err != nil:
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for serial.Load() < 40 {
+		time.Sleep(time.Millisecond)
+	}
+	rev, err := c.Revoke(t.Context(), ca.RevokeSpec{RequestID: r.ID}, "carol", "incident over", t0.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bound, not a measurement: refusals start with the next batch.
+	for deadline := time.Now().Add(time.Minute); refused.Load() < 8 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	var total, unrevoked int
+	err = c.ListCertificates(t.Context(), ca.CertFilter{}, func(cert *ca.Certificate) error {
+		total++
+		if cert.RevokedAt.IsZero() {
+			unrevoked++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() < 8 {
+		t.Errorf("%d certificates refused after the revocation, want them all refused", refused.Load())
+	}
+	if unrevoked != 0 || total != len(rev.Serials) || total == 0 {
+		t.Errorf("%d certificates recorded, %d revoked by the revocation, %d not revoked; want all recorded ones revoked", total, len(rev.Serials), unrevoked)
+	}
+	if _, err := c.Verify(t.Context()); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+}
+
+// TestTailDeletedAfterCheckpoint: rows deleted from the end of the event
+// log below the newest checkpoint stop VerifyTail at start and Verify.
+func TestTailDeletedAfterCheckpoint(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	s := signer(t)
+	db := open(t, dsn, postgres.WithCheckpointSigner(s))
+	history(t, db)
+	if _, err := db.Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw(t, dsn).Exec(t.Context(), `DELETE FROM events WHERE id = (SELECT max(id) FROM events)`); err != nil {
+		t.Fatal(err)
+	}
+	var ce *store.ChainError
+	if _, err := open(t, dsn, postgres.WithCheckpointSigner(s)).VerifyTail(t.Context()); !errors.As(err, &ce) || !strings.Contains(ce.Reason, "deleted") {
+		t.Errorf("VerifyTail after deleting the last row = %v, want a ChainError saying rows were deleted", err)
+	}
+	if _, err := db.Verify(t.Context()); !errors.As(err, &ce) || !strings.Contains(ce.Reason, "deleted") {
+		t.Errorf("Verify after deleting the last row = %v, want a ChainError saying rows were deleted", err)
 	}
 }
