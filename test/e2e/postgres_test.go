@@ -3,7 +3,11 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +119,35 @@ func TestLoginOnPostgresLedger(t *testing.T) {
 	}
 	if strings.Contains(srv.Log(), pg.Password) || strings.Contains(offline, pg.Password) {
 		t.Errorf("the DSN's password is in the server log or the verify output")
+	}
+}
+
+// TestServeRefusesMissingOrUnreachablePostgres: serve on a PostgreSQL
+// ledger whose DSN variable is unset stops at once naming the variable;
+// one whose database cannot be reached stops saying the ledger is
+// unavailable, naming the database without the DSN's password.
+func TestServeRefusesMissingOrUnreachablePostgres(t *testing.T) {
+	bin := jitBinary(t)
+	dir := testenv.TempDir(t)
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(pgConfig, "%DATA%", filepath.Join(dir, "data"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(env ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, "serve", "--config", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+		cmd.Env = append(append(os.Environ(), "HOME="+dir), env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("serve started with %v:\n%s", env, out)
+		}
+		return string(out)
+	}
+	if out := run(); !strings.Contains(out, "JIT_PG_LEDGER_URL is empty or unset") {
+		t.Errorf("serve without the DSN variable:\n%s", out)
+	}
+	out := run("JIT_PG_LEDGER_URL=postgres://jit:hunter2-secret@127.0.0.1:1/jit?sslmode=disable&connect_timeout=5")
+	if !strings.Contains(out, "ledger unavailable") || !strings.Contains(out, "jit@127.0.0.1:1/jit") || strings.Contains(out, "hunter2-secret") {
+		t.Errorf("serve with an unreachable database (want 'ledger unavailable', the database named, no password):\n%s", out)
 	}
 }
