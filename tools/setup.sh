@@ -4,8 +4,10 @@
 # .ci/run call it first.
 #
 #   PURPOSE  demo   OpenSSH server and client (a throwaway sshd, ssh, ssh-agent)
-#            test   demo's, plus sqlite3, a C compiler (go test -race needs cgo)
-#                   and chattr (the read-only ledger fault test)
+#            test   demo's, plus sqlite3, a C compiler (go test -race needs cgo),
+#                   chattr (the read-only ledger fault test), PostgreSQL's
+#                   server (test/pgtest's throwaway database) and HAProxy
+#                   (the replica tests)
 #            bench  demo's, plus sqlite3 (the query floor the bench compares with)
 #                   and taskset (the Vault comparison pinned to CPUs)
 #            ci     everything test needs
@@ -16,7 +18,7 @@
 # and installs only the missing packages, saying which. Otherwise it stops,
 # before anything else runs, with the one command to type.
 #
-# Later needs (PostgreSQL, HAProxy, Chromium) belong in the table below, next
+# Later needs (Chromium) belong in the table below, next
 # to the purpose that needs them.
 set -euo pipefail
 
@@ -44,6 +46,18 @@ openssh() {
   need ssh-keygen openssh-client
 }
 
+# postgresql: the server programs test/pgtest runs, which Debian keeps
+# off PATH in /usr/lib/postgresql/N/bin.
+postgresql() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0
+  done
+  local p
+  for p in "${missing[@]:-}"; do [ "$p" = postgresql ] && return 0; done
+  missing+=(postgresql)
+}
+
 [ $# -gt 0 ] || { echo "usage: tools/setup.sh demo|test|bench|ci ..." >&2; exit 2; }
 for purpose in "$@"; do
   case $purpose in
@@ -53,6 +67,8 @@ for purpose in "$@"; do
     need sqlite3 sqlite3
     need "cc|gcc" gcc
     need "chattr|/usr/bin/chattr|/sbin/chattr" e2fsprogs
+    postgresql
+    need "haproxy|/usr/sbin/haproxy" haproxy
     ;;
   bench)
     openssh

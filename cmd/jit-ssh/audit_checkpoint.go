@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -71,6 +72,11 @@ func tailError(ledger string, err error) error {
 	where := fmt.Sprintf("event row %d", ce.Row)
 	if ce.Table != "" {
 		where = fmt.Sprintf("%s row %s", ce.Table, ce.Key)
+	}
+	if strings.HasPrefix(ledger, "PostgreSQL ") {
+		return fmt.Errorf("refusing to start: the ledger (%s) fails verification at %s: %s. "+
+			"Nothing was signed or served. Keep a dump of the database as evidence (pg_dump), run 'jit-ssh audit verify --ledger postgres://...' "+
+			"and 'jit-ssh audit events' against a copy to see what changed, then restore the database from a backup that verifies (see the README, For auditors)", ledger, where, ce.Reason)
 	}
 	return fmt.Errorf("refusing to start: the ledger %s fails verification at %s: %s. "+
 		"Nothing was signed or served. Keep a copy of the data directory as evidence, run 'jit-ssh audit verify --ledger %s' "+

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/ca/api"
+	"github.com/jit-ssh/jit-ssh/store/postgres"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
@@ -201,7 +202,9 @@ row against the newest event that records it: a row edited, inserted or
 deleted outside the server is named by table and key.
 
 With --ledger the check runs locally, read-only, on a ledger file (a copy is
-fine); otherwise the server checks its own ledger (auditors only).
+fine) or, given a postgres:// URL, on a PostgreSQL ledger (the password can
+come from PGPASSWORD or ~/.pgpass instead of the URL); otherwise the server
+checks its own ledger (auditors only).
 --checkpoints names a copy of the sidecar kept elsewhere (off the host, out of
 an attacker's reach). --checkpoint-key pins the key checkpoints must be
 signed by (the output of 'jit-ssh ca pubkey' for a file CA key, or the
@@ -209,7 +212,8 @@ server's checkpoint_ed25519.pub with Vault); without it each checkpoint is
 checked against the key it carries and the keys seen are printed.`,
 		Example: `  jit-ssh audit verify
   jit-ssh audit verify --ledger /backup/ledger.db --checkpoint-key ca.pub
-  jit-ssh audit verify --ledger ledger.db --checkpoints /mnt/siem/ledger.db.checkpoints`,
+  jit-ssh audit verify --ledger ledger.db --checkpoints /mnt/siem/ledger.db.checkpoints
+  jit-ssh audit verify --ledger postgres://auditor@db:5432/jit?sslmode=verify-full --checkpoint-key ca.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ledger == "" && (checkpoints != "" || len(keyFiles) > 0) {
@@ -260,14 +264,17 @@ checked against the key it carries and the keys seen are printed.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&ledger, "ledger", "", "verify this ledger file locally instead of asking the server")
+	cmd.Flags().StringVar(&ledger, "ledger", "", "verify this ledger file (or postgres:// URL) locally instead of asking the server")
 	cmd.Flags().StringVar(&checkpoints, "checkpoints", "", "checkpoint sidecar file (default: the ledger's path + .checkpoints)")
 	cmd.Flags().StringArrayVar(&keyFiles, "checkpoint-key", nil, "trust only checkpoints signed by the key(s) in this authorized_keys-format file (repeatable)")
 	return cmd
 }
 
-// verifyLocal verifies a ledger file read-only.
+// verifyLocal verifies a ledger file, or a PostgreSQL ledger, read-only.
 func verifyLocal(ctx context.Context, ledger, checkpoints string, keyFiles []string) (api.VerifyResult, error) {
+	if postgres.IsDSN(ledger) {
+		return verifyPostgres(ctx, ledger, checkpoints, keyFiles)
+	}
 	opts := []sqlite.Option{}
 	if checkpoints != "" {
 		if _, err := os.Stat(checkpoints); err != nil {
@@ -285,6 +292,28 @@ func verifyLocal(ctx context.Context, ledger, checkpoints string, keyFiles []str
 	db, err := sqlite.OpenReadOnly(ctx, ledger, opts...)
 	if err != nil {
 		return api.VerifyResult{}, fmt.Errorf("opening the ledger %s: %w", ledger, err)
+	}
+	defer db.Close()
+	return api.NewVerifyResult(db.Verify(ctx))
+}
+
+// verifyPostgres verifies the PostgreSQL ledger at dsn read-only. Its
+// checkpoints are in the database: there is no sidecar file.
+func verifyPostgres(ctx context.Context, dsn, checkpoints string, keyFiles []string) (api.VerifyResult, error) {
+	if checkpoints != "" {
+		return api.VerifyResult{}, &usageError{errors.New("--checkpoints names the sidecar of a ledger file; a PostgreSQL ledger keeps its checkpoints in the database")}
+	}
+	var opts []postgres.Option
+	for _, f := range keyFiles {
+		keys, err := readPublicKeys(f)
+		if err != nil {
+			return api.VerifyResult{}, err
+		}
+		opts = append(opts, postgres.WithCheckpointKeys(keys...))
+	}
+	db, err := postgres.OpenReadOnly(ctx, dsn, opts...)
+	if err != nil {
+		return api.VerifyResult{}, fmt.Errorf("opening the ledger (%s): %w", postgres.Describe(dsn), err)
 	}
 	defer db.Close()
 	return api.NewVerifyResult(db.Verify(ctx))

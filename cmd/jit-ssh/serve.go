@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/jit-ssh/jit-ssh/approval"
 	"github.com/jit-ssh/jit-ssh/approval/static"
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/cmd/jit-ssh/internal/config"
+	"github.com/jit-ssh/jit-ssh/store"
+	"github.com/jit-ssh/jit-ssh/store/postgres"
 	"github.com/jit-ssh/jit-ssh/store/sqlite"
 )
 
@@ -101,10 +104,9 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	db, err := sqlite.Open(ctx, cfg.LedgerPath(),
-		sqlite.WithCheckpointSigner(ckSigner), sqlite.WithCheckpointKeys(trusted...))
+	db, where, err := openLedger(ctx, cfg, e.getenv, ckSigner, trusted)
 	if err != nil {
-		return fmt.Errorf("opening the ledger: %w", err)
+		return err
 	}
 	defer db.Close()
 	// Before anything is signed or served: the rows after the newest
@@ -112,9 +114,9 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	// record.
 	tail, err := db.VerifyTail(ctx)
 	if err != nil {
-		return tailError(db.Path(), err)
+		return tailError(where, err)
 	}
-	log.Info("ledger tail verified", slog.Int64("checkpoint_row", tail.Anchor), slog.Int64("rows_after_it", tail.Rows))
+	log.Info("ledger tail verified", slog.String("ledger", where), slog.Int64("checkpoint_row", tail.Anchor), slog.Int64("rows_after_it", tail.Rows))
 	notifier, stopNotifier := newNotifier(cfg, log)
 	defer stopNotifier()
 	svc := approval.NewService(db, dir, comp.Policies, cfg.Auditors,
@@ -173,6 +175,34 @@ func (o *serveOptions) run(ctx context.Context, e *env) error {
 	svc.FlushRefusals(sctx, true)
 	checkpoint(sctx, db, log)
 	return nil
+}
+
+// openLedger opens the ledger cfg.Ledger selects: the SQLite file in the
+// data directory, or the PostgreSQL database whose DSN is in the
+// environment variable ledger.postgres.dsn_env (read through getenv). It
+// returns the ledger and where it is, for messages: the file's path, or
+// the database without the DSN's password.
+func openLedger(ctx context.Context, cfg *config.Server, getenv func(string) string, ckSigner ssh.Signer, trusted []ssh.PublicKey) (store.Ledger, string, error) {
+	if cfg.Ledger.Type != config.LedgerPostgres {
+		db, err := sqlite.Open(ctx, cfg.LedgerPath(),
+			sqlite.WithCheckpointSigner(ckSigner), sqlite.WithCheckpointKeys(trusted...))
+		if err != nil {
+			return nil, "", fmt.Errorf("opening the ledger: %w", err)
+		}
+		return db, db.Path(), nil
+	}
+	pg := cfg.Ledger.Postgres
+	dsn, err := pg.DSN(getenv)
+	if err != nil {
+		return nil, "", &usageError{err}
+	}
+	where := postgres.Describe(dsn)
+	db, err := postgres.Open(ctx, dsn, postgres.WithMaxConns(pg.MaxConns),
+		postgres.WithCheckpointSigner(ckSigner), postgres.WithCheckpointKeys(trusted...))
+	if err != nil {
+		return nil, "", fmt.Errorf("opening the ledger (%s): %w", where, err)
+	}
+	return db, where, nil
 }
 
 // parseLogLevel reads --log-level; empty means info.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"time"
 
@@ -16,153 +15,31 @@ import (
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
-// Row bindings. Every row the server decides from is bound to the event
-// chain: the event that last changed a request (with its reviews) or a
-// certificate carries, in its data, the SHA-256 of the row's canonical
-// content after the change. The chain's hashes cover the event data, so a
-// row edited, inserted or deleted outside the server no longer matches the
-// newest event that binds its key, and Verify names it; GetRequest checks
-// the same before the server decides from a request.
+// Row bindings (store/rowdigest.go): the event-data keys and digests are
+// store's, shared by every backend.
 const (
-	// DataRequestSHA256 is the event-data key holding the digest of a
-	// request row (requestDigest) after the change the event records.
-	DataRequestSHA256 = "request_sha256"
-	// DataReviewsSHA256 holds the digest of the request's reviews, in id
-	// order (reviewsDigest).
-	DataReviewsSHA256 = "reviews_sha256"
-	// DataCertificateSHA256 holds the digest of a certificate row
-	// (certRow.digest), revocation columns included.
-	DataCertificateSHA256 = "certificate_sha256"
-	// DataBaselineSHA256 holds, in the EventRowsBound event of migration
-	// 0005, the digest of the certificate_baseline table.
-	DataBaselineSHA256 = "certificate_baseline_sha256"
+	// DataRequestSHA256 is store.DataRequestSHA256.
+	DataRequestSHA256 = store.DataRequestSHA256
+	// DataReviewsSHA256 is store.DataReviewsSHA256.
+	DataReviewsSHA256 = store.DataReviewsSHA256
+	// DataCertificateSHA256 is store.DataCertificateSHA256.
+	DataCertificateSHA256 = store.DataCertificateSHA256
+	// DataBaselineSHA256 is store.DataBaselineSHA256: in the EventRowsBound
+	// event of migration 0005, the digest of the certificate_baseline table.
+	DataBaselineSHA256 = store.DataBaselineSHA256
 )
-
-// canonicalRequest is the encoding a request row's digest covers: every
-// column, times in Unix nanoseconds, NULL times as 0.
-type canonicalRequest struct {
-	ID         string `json:"id"`
-	HostGroup  string `json:"host_group"`
-	Requester  string `json:"requester"`
-	State      string `json:"state"`
-	Reason     string `json:"reason"`
-	DurationNS int64  `json:"duration_ns"`
-	CreatedAt  int64  `json:"created_at"`
-	UpdatedAt  int64  `json:"updated_at"`
-	ApprovedAt int64  `json:"approved_at"`
-	EndedAt    int64  `json:"ended_at"`
-	Version    int64  `json:"version"`
-	// The break-glass columns (migration 0006) are left out while they
-	// hold their defaults, so a request that is not break glass keeps the
-	// digest it had before them and older ledgers verify unchanged. On a
-	// break-glass row they are all covered: the follow-up decision is
-	// bound to the chain like the state.
-	BreakGlass   bool   `json:"break_glass,omitempty"`
-	FollowUp     string `json:"follow_up,omitempty"`
-	ReviewDueAt  int64  `json:"review_due_at,omitempty"`
-	FollowedUpAt int64  `json:"followed_up_at,omitempty"`
-}
-
-// canonicalReview is the encoding of one review row in reviewsDigest.
-type canonicalReview struct {
-	ID        int64  `json:"id"`
-	Reviewer  string `json:"reviewer"`
-	Event     string `json:"event"`
-	Body      string `json:"body"`
-	CreatedAt int64  `json:"created_at"`
-	Dismissed bool   `json:"dismissed"`
-}
-
-func unixOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func digestJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("store: encoding a row digest: %v", err)) // plain structs of strings and numbers
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
 
 // requestDigest returns the digest of r's request row (not its reviews), as
 // scanRequest reads it.
-func requestDigest(r *ca.Request) string {
-	return digestJSON(canonicalRequest{
-		ID: r.ID, HostGroup: r.HostGroup, Requester: r.Requester, State: r.State, Reason: r.Reason,
-		DurationNS: int64(r.Duration), CreatedAt: r.CreatedAt.UnixNano(), UpdatedAt: r.UpdatedAt.UnixNano(),
-		ApprovedAt: unixOrZero(r.ApprovedAt), EndedAt: unixOrZero(r.EndedAt), Version: r.Version,
-		BreakGlass: r.BreakGlass, FollowUp: r.FollowUp, ReviewDueAt: unixOrZero(r.ReviewDueAt), FollowedUpAt: unixOrZero(r.FollowedUpAt),
-	})
-}
+func requestDigest(r *ca.Request) string { return store.RequestDigest(r) }
 
 // reviewsDigest returns the digest of r's reviews in the order loadReviews
 // gives them (by id).
-func reviewsDigest(r *ca.Request) string {
-	out := make([]canonicalReview, 0, len(r.Reviews))
-	for _, rv := range r.Reviews {
-		out = append(out, canonicalReview{ID: rv.ID, Reviewer: rv.Reviewer, Event: rv.Event, Body: rv.Body,
-			CreatedAt: rv.CreatedAt.UnixNano(), Dismissed: rv.Dismissed})
-	}
-	return digestJSON(out)
-}
+func reviewsDigest(r *ca.Request) string { return store.ReviewsDigest(r) }
 
 // certRow is a certificates row as stored (NULL revocation columns as 0
 // and "").
-type certRow struct {
-	Serial        string
-	KeyID         string
-	HostGroup     string
-	Principals    string // the stored JSON text
-	ValidAfter    int64
-	ValidBefore   int64
-	Requester     string
-	RequestID     string
-	Approvers     string // the stored JSON text
-	Fingerprint   string
-	CAFingerprint string
-	Certificate   string
-	IssuedAt      int64
-	RevokedAt     int64 // NULL: 0
-	RevokeReason  string
-}
-
-// digest is the SHA-256 of the row's fields in column order, each as its
-// length in bytes, a colon, the value and a newline (integers in decimal):
-// unambiguous, and cheaper on the issuance path than encoding JSON.
-func (c *certRow) digest() string {
-	h := sha256.New()
-	var buf []byte
-	field := func(v string) {
-		buf = strconv.AppendInt(buf[:0], int64(len(v)), 10)
-		buf = append(buf, ':')
-		buf = append(buf, v...)
-		buf = append(buf, '\n')
-		h.Write(buf)
-	}
-	num := func(n int64) { field(strconv.FormatInt(n, 10)) }
-	field(c.Serial)
-	field(c.KeyID)
-	field(c.HostGroup)
-	field(c.Principals)
-	num(c.ValidAfter)
-	num(c.ValidBefore)
-	field(c.Requester)
-	field(c.RequestID)
-	field(c.Approvers)
-	field(c.Fingerprint)
-	field(c.CAFingerprint)
-	field(c.Certificate)
-	num(c.IssuedAt)
-	num(c.RevokedAt)
-	field(c.RevokeReason)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
-}
+type certRow = store.CertRow
 
 const certRowColumns = `serial, key_id, host_group, principals, valid_after, valid_before, requester, request_id, approvers, fingerprint, ca_fingerprint, certificate, issued_at, coalesce(revoked_at, 0), coalesce(revoke_reason, '')`
 
@@ -180,15 +57,7 @@ func scanCertRow(s interface{ Scan(...any) error }) (*certRow, uint64, error) {
 
 // withData returns a copy of ev whose data also holds kv (pairs of key and
 // value); the caller's map is not changed.
-func withData(ev ca.Event, kv ...string) ca.Event {
-	d := make(map[string]any, len(ev.Data)+len(kv)/2)
-	maps.Copy(d, ev.Data)
-	for i := 0; i+1 < len(kv); i += 2 {
-		d[kv[i]] = kv[i+1]
-	}
-	ev.Data = d
-	return ev
-}
+func withData(ev ca.Event, kv ...string) ca.Event { return store.WithData(ev, kv...) }
 
 // readRequestTx reads request id with its reviews inside tx.
 func readRequestTx(ctx context.Context, tx queryer, id string) (*ca.Request, error) {
@@ -313,15 +182,10 @@ func (d *DB) checkRequestBinding(ctx context.Context, latest, link *sql.Stmt, r 
 	return nil
 }
 
-// macKeyFor is the key the MAC of event row id must verify under, for a
-// server whose start-up check (VerifyTail) read rows up to checkedThrough:
-// none for those (they may carry an earlier checkpoint key's MAC, after a
-// clean key rotation), this process's key for the rows written since.
+// macKeyFor is the key the MAC of event row id must verify under
+// (store.MACKeyFor).
 func macKeyFor(key []byte, checkedThrough, id int64) []byte {
-	if id <= checkedThrough {
-		return nil
-	}
-	return key
+	return store.MACKeyFor(key, checkedThrough, id)
 }
 
 // storedEvent is an event row as read for checking.
@@ -345,16 +209,7 @@ func (e *storedEvent) dest() []any {
 func (e *storedEvent) check(macKey []byte) string {
 	e.ce.Serial = strconv.FormatUint(uint64(e.serial), 10) //nolint:gosec // bit-for-bit
 	e.ce.Data = json.RawMessage(e.data)
-	if !json.Valid(e.ce.Data) {
-		return "has data that is not valid JSON"
-	}
-	if eventHash(e.ce) != e.hash {
-		return "does not match its hash (the row was edited)"
-	}
-	if macKey != nil && e.mac.Valid && e.mac.String != eventMAC(macKey, e.ce.ID, e.hash) {
-		return "carries a MAC this server did not make (the row was forged)"
-	}
-	return ""
+	return store.CheckEventRow(&e.ce, e.hash, e.mac.String, macKey)
 }
 
 // bindingsMigration is the migration that introduced row bindings.
@@ -420,7 +275,7 @@ func (d *DB) backfillBindings(ctx context.Context, tx *sql.Tx) error {
 			crows.Close()
 			return err
 		}
-		sums = append(sums, sum{int64(serial), cr.digest()}) //nolint:gosec // bit-for-bit
+		sums = append(sums, sum{int64(serial), cr.Digest()}) //nolint:gosec // bit-for-bit
 	}
 	crows.Close()
 	if err := crows.Err(); err != nil {

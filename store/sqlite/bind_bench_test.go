@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // BenchmarkCertificateBinding is the CPU the row bindings add to one
@@ -23,6 +25,6 @@ func BenchmarkCertificateBinding(b *testing.B) {
 			Principals: `["prod-db"]`, ValidAfter: now.UnixNano(), ValidBefore: now.UnixNano(), Requester: "alice", RequestID: "r-aaaaaaaaaaaaaaaa",
 			Approvers: `["bob"]`, Fingerprint: "SHA256:subject", CAFingerprint: "SHA256:ca", Certificate: cert, IssuedAt: now.UnixNano(),
 		}
-		_ = eventMAC(key, int64(i), row.digest()) //nolint:gosec // small
+		_ = store.EventMAC(key, int64(i), row.Digest()) //nolint:gosec // small
 	}
 }

@@ -19,30 +19,14 @@ import (
 // share a transaction (group commit); an error means this certificate was
 // not recorded.
 func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
-	principals, err := json.Marshal(c.Principals)
+	// The event binds the row as inserted (bind.go); both are store's, as
+	// every backend makes them.
+	row, err := store.NewCertRow(c)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
-	approvers, err := json.Marshal(nonNil(c.Approvers))
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	// The event binds the row as inserted (bind.go).
-	row := certRow{
-		Serial: strconv.FormatUint(c.Serial, 10), KeyID: c.KeyID, HostGroup: c.HostGroup, Principals: string(principals),
-		ValidAfter: c.ValidAfter.UnixNano(), ValidBefore: c.ValidBefore.UnixNano(), Requester: c.Requester, RequestID: c.RequestID,
-		Approvers: string(approvers), Fingerprint: c.Fingerprint, CAFingerprint: c.CAFingerprint, Certificate: c.Certificate,
-		IssuedAt: c.IssuedAt.UnixNano(),
-	}
-	ev := ca.Event{
-		Time: c.IssuedAt, Actor: c.Requester, Type: ca.EventCertIssued, RequestID: c.RequestID, Serial: c.Serial,
-		Data: map[string]any{
-			"key_id": c.KeyID, "host_group": c.HostGroup, "principals": c.Principals,
-			"valid_after": c.ValidAfter, "valid_before": c.ValidBefore, "approvers": nonNil(c.Approvers),
-			"fingerprint": c.Fingerprint, "ca_fingerprint": c.CAFingerprint,
-			DataCertificateSHA256: row.digest(),
-		},
-	}
+	principals, approvers := row.Principals, row.Approvers
+	ev := store.CertificateIssuedEvent(c, &row)
 	data, err := eventData(ev) // encoded here, not in the commit's critical section
 	if err != nil {
 		return err
@@ -64,20 +48,13 @@ func (d *DB) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
 			return fmt.Errorf("%w: the grant of request %s ended or was revoked while the certificate was being signed; none was issued", ca.ErrGrantEnded, c.RequestID)
 		}
 		_, err := ch.stmts.exec(ctx, tx, sqlInsertCert,
-			int64(c.Serial), c.KeyID, c.HostGroup, string(principals), c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano(), //nolint:gosec // bit-for-bit
-			c.Requester, c.RequestID, string(approvers), c.Fingerprint, c.CAFingerprint, c.Certificate, c.IssuedAt.UnixNano())
+			int64(c.Serial), c.KeyID, c.HostGroup, principals, c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano(), //nolint:gosec // bit-for-bit
+			c.Requester, c.RequestID, approvers, c.Fingerprint, c.CAFingerprint, c.Certificate, c.IssuedAt.UnixNano())
 		if err != nil {
 			return err
 		}
 		return ch.appendEncoded(ctx, tx, ev, data)
 	})
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // certColumns and certFrom read a certificate with the reason of the

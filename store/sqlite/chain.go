@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -25,38 +23,18 @@ type chain struct {
 	checkedThrough int64
 }
 
-// canonicalEvent is the encoding an event's hash covers. Field order is
-// fixed by the struct; data is the exact stored JSON text.
-type canonicalEvent struct {
-	ID        int64           `json:"id"`
-	At        int64           `json:"at"`
-	Actor     string          `json:"actor"`
-	Type      string          `json:"type"`
-	RequestID string          `json:"request_id"`
-	Serial    string          `json:"serial"`
-	Data      json.RawMessage `json:"data"`
-	PrevHash  string          `json:"prev_hash"`
-}
+// canonicalEvent is the encoding an event's hash covers (store's, shared
+// by every backend).
+type canonicalEvent = store.CanonicalEvent
 
-// EventRowHash returns the hash an event row must carry: the hex SHA-256
-// of its canonical encoding, which covers the previous row's hash. It is
-// the chain's definition, for tools that build ledgers outside the server
-// (the benchmarks' generated ledgers) or check them.
+// EventRowHash returns the hash an event row must carry; it is
+// store.EventRowHash, kept here for the tools that name it.
 func EventRowHash(id, at int64, actor, typ, requestID string, serial uint64, data, prevHash string) string {
-	return eventHash(canonicalEvent{ID: id, At: at, Actor: actor, Type: typ, RequestID: requestID,
-		Serial: strconv.FormatUint(serial, 10), Data: json.RawMessage(data), PrevHash: prevHash})
+	return store.EventRowHash(id, at, actor, typ, requestID, serial, data, prevHash)
 }
 
 // eventHash returns the hex SHA-256 of an event's canonical encoding.
-func eventHash(e canonicalEvent) string {
-	b, err := json.Marshal(e)
-	if err != nil {
-		// Only RawMessage can fail, and it holds JSON we produced.
-		panic(fmt.Sprintf("store: encoding event: %v", err))
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
+func eventHash(e canonicalEvent) string { return e.Hash() }
 
 // append writes ev as the next row of the chain.
 func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
@@ -68,16 +46,7 @@ func (c *chain) append(ctx context.Context, tx *sql.Tx, ev ca.Event) error {
 }
 
 // eventData encodes ev's data as stored ("{}" when it has none).
-func eventData(ev ca.Event) ([]byte, error) {
-	if len(ev.Data) == 0 {
-		return []byte("{}"), nil
-	}
-	data, err := json.Marshal(ev.Data)
-	if err != nil {
-		return nil, fmt.Errorf("store: encoding event data: %w", err)
-	}
-	return data, nil
-}
+func eventData(ev ca.Event) ([]byte, error) { return store.EventData(ev) }
 
 // appendEncoded is append with ev's data already encoded (by eventData,
 // outside the writer's lock).
@@ -94,7 +63,7 @@ func (c *chain) appendEncoded(ctx context.Context, tx *sql.Tx, ev ca.Event, data
 	h := eventHash(ce)
 	var mac any // NULL without a key
 	if c.macKey != nil {
-		mac = eventMAC(c.macKey, id, h)
+		mac = store.EventMAC(c.macKey, id, h)
 	}
 	_, err := c.stmts.exec(ctx, tx, sqlInsertEvent,
 		id, ce.At, ce.Actor, ce.Type, ce.RequestID, int64(ev.Serial), string(data), ce.PrevHash, h, mac) //nolint:gosec // serials are stored bit-for-bit
@@ -134,7 +103,7 @@ func (d *DB) Verify(ctx context.Context) (ca.VerifyResult, error) {
 	}
 	defer rows.Close()
 	var res ca.VerifyResult
-	b := newBindings()
+	b := store.NewBindings()
 	prev, lastID := "", int64(0)
 	for rows.Next() {
 		var ce canonicalEvent
@@ -155,7 +124,7 @@ func (d *DB) Verify(ctx context.Context) (ca.VerifyResult, error) {
 		case eventHash(ce) != hash:
 			return res, &store.ChainError{Row: ce.ID, Reason: "row content does not match its hash: the row was edited"}
 		}
-		if err := b.add(&ce, serial); err != nil {
+		if err := b.Add(&ce, uint64(serial)); err != nil {
 			return res, err
 		}
 		prev, lastID = hash, ce.ID

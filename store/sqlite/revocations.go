@@ -233,7 +233,7 @@ func revokeCerts(ctx context.Context, tx *sql.Tx, c *chain, where string, args [
 			if err != nil {
 				return nil, err
 			}
-			data[DataCertificateSHA256] = row.digest()
+			data[DataCertificateSHA256] = row.Digest()
 		}
 		if err := c.append(ctx, tx, ca.Event{Time: now, Actor: actor, Type: ca.EventRevoked, RequestID: h.requestID, Serial: h.serial, Data: data}); err != nil {
 			return nil, err
@@ -368,7 +368,7 @@ func (d *DB) checkRevocations(ctx context.Context, q *sql.Tx, notAfter int64, li
 		if err != nil {
 			return 0, classify("reading revocations", err)
 		}
-		if c.RevokedAt == 0 || (r.sum != "" && c.digest() != r.sum) {
+		if c.RevokedAt == 0 || (r.sum != "" && c.Digest() != r.sum) {
 			return 0, fmt.Errorf("%w: certificates row serial=%s differs from its revocation, event row %d (edited outside the server); no KRL is served without it; run jit-ssh audit verify", store.ErrRowMismatch, c.Serial, r.ev)
 		}
 		validBefore[uint64(r.serial)] = c.ValidBefore //nolint:gosec // bit-for-bit

@@ -3,18 +3,13 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -23,37 +18,9 @@ import (
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
-// macKeyMessage is signed once at Open to derive the MAC key. A
-// deterministic signature (ed25519, RSA PKCS#1 v1.5) is a secret only the
-// checkpoint key's holder can compute, and the same after every restart.
-const macKeyMessage = "jit-ssh ledger row mac key v1"
-
-// deriveMACKey returns the key that marks this server's event rows, or nil
-// when s is nil or signs non-deterministically (ECDSA): then rows carry no
-// MAC and VerifyTail checks the tail's chain and rows only.
-func deriveMACKey(s ssh.Signer) []byte {
-	if s == nil {
-		return nil
-	}
-	a, err := s.Sign(rand.Reader, []byte(macKeyMessage))
-	if err != nil {
-		return nil
-	}
-	b, err := s.Sign(rand.Reader, []byte(macKeyMessage))
-	if err != nil || !bytes.Equal(a.Blob, b.Blob) {
-		return nil
-	}
-	k := sha256.Sum256(append([]byte(macKeyMessage+"\x00"), a.Blob...))
-	return k[:]
-}
-
-// eventMAC is the MAC of event row id with hash h: HMAC-SHA256 truncated
-// to 128 bits (as RFC 4868 does), 32 hex digits on every row.
-func eventMAC(key []byte, id int64, h string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(strconv.FormatInt(id, 10) + ":" + h))
-	return hex.EncodeToString(m.Sum(nil)[:16])
-}
+// deriveMACKey returns the key that marks this server's event rows
+// (store.DeriveMACKey).
+func deriveMACKey(s ssh.Signer) []byte { return store.DeriveMACKey(s) }
 
 // macTail gives the event rows after the newest checkpoint in the ledger
 // this server's MAC (migration 0005, on upgrade: trust on upgrade).
@@ -80,7 +47,7 @@ func macTail(ctx context.Context, tx *sql.Tx, key []byte) error {
 		return err
 	}
 	for _, r := range todo {
-		if _, err := tx.ExecContext(ctx, `UPDATE events SET mac = ? WHERE id = ?`, eventMAC(key, r.id, r.hash), r.id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET mac = ? WHERE id = ?`, store.EventMAC(key, r.id, r.hash), r.id); err != nil {
 			return err
 		}
 	}
@@ -117,7 +84,7 @@ func (d *DB) VerifyTail(ctx context.Context) (store.TailResult, error) {
 		return res, classify("verifying the ledger's tail", err)
 	}
 	defer rows.Close()
-	b := newBindings()
+	b := store.NewBindings()
 	prev, lastID := "", int64(0)
 	for rows.Next() {
 		var ev storedEvent
@@ -149,7 +116,7 @@ func (d *DB) VerifyTail(ctx context.Context) (store.TailResult, error) {
 		if d.macKey != nil && !ev.mac.Valid {
 			return res, &store.ChainError{Row: ev.ce.ID, Reason: fmt.Sprintf("follows the newest signed checkpoint (row %d) but carries no MAC of this server: it was not written by this server", anchor)}
 		}
-		if err := b.add(&ev.ce, ev.serial); err != nil {
+		if err := b.Add(&ev.ce, uint64(ev.serial)); err != nil {
 			return res, err
 		}
 		prev, lastID = ev.hash, ev.ce.ID

@@ -1,13 +1,10 @@
 package sqlite
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
 
@@ -15,139 +12,46 @@ import (
 	"github.com/jit-ssh/jit-ssh/store"
 )
 
-// bindings are the newest row digests the event chain records, per key.
-type bindings struct {
-	req      map[string]reqBinding
-	cert     map[uint64]certBinding
-	baseline *reqBinding // ev and req (the digest) of migration 0005's event
-}
-
-type reqBinding struct {
-	ev       int64
-	req, rev string
-}
-
-type certBinding struct {
-	ev  int64
-	sum [32]byte
-	// mismatch: event ev recorded the row as not matching the event log
-	// when the server revoked it (DataRowMismatch); no content of the row
-	// is bound since.
-	mismatch bool
-}
-
-func newBindings() *bindings {
-	return &bindings{req: map[string]reqBinding{}, cert: map[uint64]certBinding{}}
-}
-
-// bindingMarker is in the data of every event that binds a row; events
-// without it are not decoded.
-var bindingMarker = []byte(`_sha256"`)
-
-// rowMismatchMarker is in the data of an event that changed a row it found
-// not matching the event log (DataRowMismatch).
-var rowMismatchMarker = []byte(`"row_mismatch":true`)
-
-// add records the bindings event ce holds (a later event replaces an
-// earlier one's for the same key).
-func (b *bindings) add(ce *canonicalEvent, serial int64) error {
-	if !bytes.Contains(ce.Data, bindingMarker) && !bytes.Contains(ce.Data, rowMismatchMarker) {
-		return nil
-	}
-	var d struct {
-		Req      *string `json:"request_sha256"`
-		Rev      *string `json:"reviews_sha256"`
-		Cert     *string `json:"certificate_sha256"`
-		Baseline *string `json:"certificate_baseline_sha256"`
-		Mismatch bool    `json:"row_mismatch"`
-	}
-	if err := json.Unmarshal(ce.Data, &d); err != nil {
-		return &store.ChainError{Row: ce.ID, Reason: "row bindings in the data are unreadable: " + err.Error()}
-	}
-	if d.Mismatch && d.Cert == nil && serial != 0 {
-		b.cert[uint64(serial)] = certBinding{ev: ce.ID, mismatch: true} //nolint:gosec // bit-for-bit
-	}
-	if d.Req != nil {
-		rb := reqBinding{ev: ce.ID, req: *d.Req}
-		if d.Rev != nil {
-			rb.rev = *d.Rev
-		}
-		b.req[ce.RequestID] = rb
-	}
-	if d.Cert != nil {
-		var cb certBinding
-		if n, err := hex.Decode(cb.sum[:], []byte(*d.Cert)); err != nil || n != len(cb.sum) {
-			return &store.ChainError{Row: ce.ID, Reason: "the certificate digest in the data is not a SHA-256"}
-		}
-		cb.ev = ce.ID
-		b.cert[uint64(serial)] = cb //nolint:gosec // bit-for-bit
-	}
-	if d.Baseline != nil {
-		b.baseline = &reqBinding{ev: ce.ID, req: *d.Baseline}
-	}
-	return nil
-}
+// bindings are the newest row digests the event chain records, per key
+// (store.Bindings).
+type bindings = store.Bindings
 
 func rowError(ev int64, table, key, format string, args ...any) *store.ChainError {
-	return &store.ChainError{Row: ev, Table: table, Key: key, Reason: fmt.Sprintf(format, args...)}
+	return store.RowError(ev, table, key, format, args...)
 }
 
-func (b reqBinding) check(r *ca.Request) error {
-	if requestDigest(r) != b.req {
-		return rowError(b.ev, "requests", r.ID, "differs from what event row %d recorded of it: it was edited outside the server", b.ev)
-	}
-	if reviewsDigest(r) != b.rev {
-		return rowError(b.ev, "reviews", "request_id="+r.ID, "the reviews of request %s differ from what event row %d recorded: one was edited, inserted or deleted outside the server", r.ID, b.ev)
-	}
-	return nil
-}
-
-func (b certBinding) check(c *certRow) error {
-	if b.mismatch {
-		return rowError(b.ev, "certificates", "serial="+c.Serial, "did not match the event log when the server revoked it (event row %d): it was edited or inserted outside the server", b.ev)
-	}
-	if sum := digestSum(c); sum != b.sum {
-		return rowError(b.ev, "certificates", "serial="+c.Serial, "differs from what event row %d recorded of it: it was edited outside the server", b.ev)
-	}
-	return nil
-}
-
-func digestSum(c *certRow) [32]byte {
-	var s [32]byte
-	_, _ = hex.Decode(s[:], []byte(c.digest()))
-	return s
-}
+func digestSum(c *certRow) [32]byte { return c.DigestSum() }
 
 // checkTailRows checks the rows that the tail's events bind, as they are
 // now (each of those events is the newest for its key: the tail reaches the
 // head).
 func (d *DB) checkTailRows(ctx context.Context, q queryer, b *bindings) error {
-	reqs := make([]string, 0, len(b.req))
-	for id := range b.req {
+	reqs := make([]string, 0, len(b.Req))
+	for id := range b.Req {
 		reqs = append(reqs, id)
 	}
-	slices.SortFunc(reqs, func(x, y string) int { return cmp.Compare(b.req[x].ev, b.req[y].ev) })
+	slices.SortFunc(reqs, func(x, y string) int { return cmp.Compare(b.Req[x].Ev, b.Req[y].Ev) })
 	for _, id := range reqs {
-		rb := b.req[id]
+		rb := b.Req[id]
 		r, err := readRequestTx(ctx, q, id)
 		if err == sql.ErrNoRows { //nolint:errorlint // database/sql returns it bare
-			return rowError(rb.ev, "requests", id, "recorded by event row %d, is missing: it was deleted outside the server", rb.ev)
+			return rowError(rb.Ev, "requests", id, "recorded by event row %d, is missing: it was deleted outside the server", rb.Ev)
 		}
 		if err != nil {
 			return classify("verifying the ledger's tail", err)
 		}
-		if err := rb.check(r); err != nil {
+		if err := rb.Check(r); err != nil {
 			return err
 		}
 	}
-	serials := make([]uint64, 0, len(b.cert))
-	for s := range b.cert {
+	serials := make([]uint64, 0, len(b.Cert))
+	for s := range b.Cert {
 		serials = append(serials, s)
 	}
-	slices.SortFunc(serials, func(x, y uint64) int { return cmp.Compare(b.cert[x].ev, b.cert[y].ev) })
+	slices.SortFunc(serials, func(x, y uint64) int { return cmp.Compare(b.Cert[x].Ev, b.Cert[y].Ev) })
 	for _, s := range serials {
-		cb := b.cert[s]
-		if cb.mismatch {
+		cb := b.Cert[s]
+		if cb.Mismatch {
 			// The server found it so and recorded that (fail safe: it
 			// revoked the row); audit verify names it. Refusing to
 			// start would not undo it.
@@ -155,28 +59,28 @@ func (d *DB) checkTailRows(ctx context.Context, q queryer, b *bindings) error {
 		}
 		c, _, err := scanCertRow(q.QueryRowContext(ctx, `SELECT `+certRowColumns+` FROM certificates WHERE serial = ?`, int64(s))) //nolint:gosec // bit-for-bit
 		if err == sql.ErrNoRows {                                                                                                  //nolint:errorlint // database/sql returns it bare
-			return rowError(cb.ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by event row %d, is missing: it was deleted outside the server", cb.ev)
+			return rowError(cb.Ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by event row %d, is missing: it was deleted outside the server", cb.Ev)
 		}
 		if err != nil {
 			return classify("verifying the ledger's tail", err)
 		}
-		if err := cb.check(c); err != nil {
+		if err := cb.Check(c); err != nil {
 			return err
 		}
 	}
-	if b.baseline != nil {
-		return d.checkBaseline(ctx, q, *b.baseline)
+	if b.Baseline != nil {
+		return d.checkBaseline(ctx, q, *b.Baseline)
 	}
 	return nil
 }
 
-func (d *DB) checkBaseline(ctx context.Context, q queryer, b reqBinding) error {
+func (d *DB) checkBaseline(ctx context.Context, q queryer, b store.ReqBinding) error {
 	sum, err := baselineDigest(ctx, q)
 	if err != nil {
 		return classify("verifying the certificate baseline", err)
 	}
-	if sum != b.req {
-		return rowError(b.ev, "certificate_baseline", "*", "differs from the digest event row %d recorded when the ledger was upgraded: a row was edited, inserted or deleted outside the server", b.ev)
+	if sum != b.Req {
+		return rowError(b.Ev, "certificate_baseline", "*", "differs from the digest event row %d recorded when the ledger was upgraded: a row was edited, inserted or deleted outside the server", b.Ev)
 	}
 	return nil
 }
@@ -264,14 +168,14 @@ func (d *DB) verifyRequestRows(ctx context.Context, q queryer, b *bindings, res 
 				return err
 			}
 		}
-		rb, ok := b.req[r.ID]
+		rb, ok := b.Req[r.ID]
 		if !ok {
 			return rowError(0, "requests", r.ID, "is not recorded in the event log: it was inserted outside the server")
 		}
-		if err := rb.check(r); err != nil {
+		if err := rb.Check(r); err != nil {
 			return err
 		}
-		delete(b.req, r.ID)
+		delete(b.Req, r.ID)
 	}
 	if err := reqRows.Err(); err != nil {
 		return classify("verify", err)
@@ -279,17 +183,17 @@ func (d *DB) verifyRequestRows(ctx context.Context, q queryer, b *bindings, res 
 	if pending != nil {
 		return orphan(pending)
 	}
-	if len(b.req) > 0 {
-		id := minKey(b.req, func(v reqBinding) int64 { return v.ev })
-		return rowError(b.req[id].ev, "requests", id, "recorded by event row %d, is missing: it was deleted outside the server", b.req[id].ev)
+	if len(b.Req) > 0 {
+		id := minKey(b.Req, func(v store.ReqBinding) int64 { return v.Ev })
+		return rowError(b.Req[id].Ev, "requests", id, "recorded by event row %d, is missing: it was deleted outside the server", b.Req[id].Ev)
 	}
 	return nil
 }
 
 func (d *DB) verifyCertRows(ctx context.Context, q queryer, b *bindings, res *ca.VerifyResult) error {
 	baseline := map[uint64][32]byte{}
-	if b.baseline != nil {
-		if err := d.checkBaseline(ctx, q, *b.baseline); err != nil {
+	if b.Baseline != nil {
+		if err := d.checkBaseline(ctx, q, *b.Baseline); err != nil {
 			return err
 		}
 		rows, err := q.QueryContext(ctx, `SELECT serial, sha256 FROM certificate_baseline`)
@@ -331,11 +235,11 @@ func (d *DB) verifyCertRows(ctx context.Context, q queryer, b *bindings, res *ca
 			return classify("verify", err)
 		}
 		res.Certificates++
-		if cb, ok := b.cert[serial]; ok {
-			if err := cb.check(c); err != nil {
+		if cb, ok := b.Cert[serial]; ok {
+			if err := cb.Check(c); err != nil {
 				return err
 			}
-			delete(b.cert, serial)
+			delete(b.Cert, serial)
 			delete(baseline, serial)
 			continue
 		}
@@ -344,19 +248,19 @@ func (d *DB) verifyCertRows(ctx context.Context, q queryer, b *bindings, res *ca
 			return rowError(0, "certificates", "serial="+c.Serial, "is not recorded in the event log: it was inserted outside the server")
 		}
 		if digestSum(c) != sum {
-			return rowError(b.baseline.ev, "certificates", "serial="+c.Serial, "differs from what the ledger's upgrade (event row %d) recorded of it: it was edited outside the server", b.baseline.ev)
+			return rowError(b.Baseline.Ev, "certificates", "serial="+c.Serial, "differs from what the ledger's upgrade (event row %d) recorded of it: it was edited outside the server", b.Baseline.Ev)
 		}
 		delete(baseline, serial)
 	}
 	if err := rows.Err(); err != nil {
 		return classify("verify", err)
 	}
-	if len(b.cert) > 0 {
-		s := minKey(b.cert, func(v certBinding) int64 { return v.ev })
-		return rowError(b.cert[s].ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by event row %d, is missing: it was deleted outside the server", b.cert[s].ev)
+	if len(b.Cert) > 0 {
+		s := minKey(b.Cert, func(v store.CertBinding) int64 { return v.Ev })
+		return rowError(b.Cert[s].Ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by event row %d, is missing: it was deleted outside the server", b.Cert[s].Ev)
 	}
 	for s := range baseline {
-		return rowError(b.baseline.ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by the ledger's upgrade (event row %d), is missing: it was deleted outside the server", b.baseline.ev)
+		return rowError(b.Baseline.Ev, "certificates", "serial="+strconv.FormatUint(s, 10), "recorded by the ledger's upgrade (event row %d), is missing: it was deleted outside the server", b.Baseline.Ev)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
 // Checks the server's own writes make before changing a bound row: a write
@@ -13,11 +15,10 @@ import (
 // outside the server would otherwise come out of the server's next routine
 // write bound, and clean in audit verify.
 
-// DataRowMismatch is the event-data key, set to true, of a revocation (or a
-// grant ended by one) whose row did not match the event log when the server
-// changed it: the server still revokes (a revocation is never skipped) but
-// does not bind the row's content, and audit verify keeps naming the row.
-const DataRowMismatch = "row_mismatch"
+// DataRowMismatch is store.DataRowMismatch: set to true in the data of a
+// revocation (or a grant ended by one) whose row did not match the event
+// log when the server changed it.
+const DataRowMismatch = store.DataRowMismatch
 
 // sqlLatestCertBinding is the newest event that binds certificate serial
 // (or that recorded it mismatching), answered from the partial index
@@ -66,7 +67,7 @@ func checkCertTx(ctx context.Context, tx *sql.Tx, c *chain, serial int64) (strin
 			return "is not recorded in the event log (inserted outside the server)", nil
 		case err != nil:
 			return "", err
-		case sum != row.digest():
+		case sum != row.Digest():
 			return "differs from what the ledger's upgrade recorded of it (edited outside the server)", nil
 		}
 		return "", nil
@@ -92,7 +93,7 @@ func checkCertTx(ctx context.Context, tx *sql.Tx, c *chain, serial int64) (strin
 	if err := json.Unmarshal(ev.ce.Data, &data); err != nil {
 		return fmt.Sprintf("is recorded by event row %d, whose data is unreadable", ev.ce.ID), nil
 	}
-	if data.Mismatch || data.Sum != row.digest() {
+	if data.Mismatch || data.Sum != row.Digest() {
 		return fmt.Sprintf("differs from what event row %d recorded of it (edited outside the server)", ev.ce.ID), nil
 	}
 	return "", nil

@@ -109,12 +109,19 @@ func startDev(t *testing.T) *server {
 // string %DATA% in it is replaced by the data dir.
 func startWithConfig(t *testing.T, yaml string) *server {
 	t.Helper()
+	return startWithConfigEnv(t, yaml, nil)
+}
+
+// startWithConfigEnv is startWithConfig with env (KEY=value) added to the
+// server's environment.
+func startWithConfigEnv(t *testing.T, yaml string, env []string) *server {
+	t.Helper()
 	dir := testenv.TempDir(t)
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(yaml, "%DATA%", filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startServer(t, "--config", cfg)
+	return startServerEnv(t, testenv.FreePort(t), "", env, "--config", cfg)
 }
 
 func startServer(t *testing.T, args ...string) *server {
@@ -125,6 +132,13 @@ func startServer(t *testing.T, args ...string) *server {
 // startServerOn is startServer on a given port; a non-empty dataDir is the
 // data dir of a --dev server (to restart one where it left off).
 func startServerOn(t *testing.T, port int, dataDir string, args ...string) *server {
+	t.Helper()
+	return startServerEnv(t, port, dataDir, nil, args...)
+}
+
+// startServerEnv is startServerOn with env (KEY=value) added to the
+// server's environment.
+func startServerEnv(t *testing.T, port int, dataDir string, env []string, args ...string) *server {
 	t.Helper()
 	bin := jitBinary(t)
 	dir := testenv.TempDir(t)
@@ -149,7 +163,7 @@ func startServerOn(t *testing.T, port int, dataDir string, args ...string) *serv
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.Env = append(os.Environ(), "HOME="+dir)
+	s.cmd.Env = append(append(os.Environ(), "HOME="+dir), env...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

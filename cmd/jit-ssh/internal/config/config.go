@@ -30,6 +30,7 @@ type Server struct {
 	// WorkloadIdentity lets CI jobs request host groups with their OIDC
 	// tokens (workloads.go).
 	WorkloadIdentity WorkloadIdentity `yaml:"workload_identity,omitempty"`
+	Ledger           Ledger           `yaml:"ledger"`
 
 	hash string // SHA-256 of the file (or of the built-in default)
 }
@@ -114,6 +115,40 @@ type Limits struct {
 type Rate struct {
 	PerMinute *int `yaml:"per_minute"`
 	Burst     *int `yaml:"burst"`
+}
+
+// Ledger selects the ledger backend (SPEC section 4b).
+type Ledger struct {
+	// Type is sqlite (the default: LedgerFile in data_dir, one server per
+	// file) or postgres.
+	Type     string          `yaml:"type"`
+	Postgres *PostgresLedger `yaml:"postgres"`
+}
+
+// PostgresLedger is the PostgreSQL ledger. The DSN, which may hold a
+// password, is read from the environment variable dsn_env, never from the
+// config itself.
+type PostgresLedger struct {
+	DSNEnv   string `yaml:"dsn_env"`   // default DefaultPostgresDSNEnv
+	MaxConns int    `yaml:"max_conns"` // connection pool size; default postgres.DefaultMaxConns
+}
+
+// The ledger types.
+const (
+	LedgerSQLite   = "sqlite"
+	LedgerPostgres = "postgres"
+)
+
+// DSN returns the ledger's PostgreSQL DSN from the environment variable
+// dsn_env, read through getenv. An empty or unset variable is an *Error at
+// ledger.postgres.dsn_env saying what to set.
+func (p *PostgresLedger) DSN(getenv func(string) string) (string, error) {
+	dsn := strings.TrimSpace(getenv(p.DSNEnv))
+	if dsn == "" {
+		return "", &Error{Problems: []string{"ledger.postgres.dsn_env: the environment variable " + p.DSNEnv +
+			" is empty or unset; set it to the ledger database's URL (postgres://user@host:5432/db?sslmode=verify-full) before starting jit-ssh serve"}}
+	}
+	return dsn, nil
 }
 
 // Static is a fixed directory for dev mode and tests.

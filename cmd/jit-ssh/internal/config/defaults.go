@@ -13,11 +13,16 @@ import (
 	"github.com/jit-ssh/jit-ssh/approval/github"
 	"github.com/jit-ssh/jit-ssh/ca/api"
 	"github.com/jit-ssh/jit-ssh/ca/vault"
+	"github.com/jit-ssh/jit-ssh/store/postgres"
 )
 
 // DefaultGitHubTokenEnv is the environment variable the server's GitHub
 // token is read from when identity.github.token_env names none.
 const DefaultGitHubTokenEnv = "JIT_SSH_GITHUB_TOKEN"
+
+// DefaultPostgresDSNEnv is the environment variable the PostgreSQL
+// ledger's DSN is read from when ledger.postgres.dsn_env names none.
+const DefaultPostgresDSNEnv = "JIT_SSH_POSTGRES_DSN"
 
 // applyDefaults fills what the config leaves out. Each default is the one
 // its owning package declares.
@@ -54,6 +59,20 @@ func (c *Server) applyDefaults() {
 		}
 	}
 	c.WorkloadIdentity.applyDefaults()
+	if c.Ledger.Type == "" {
+		c.Ledger.Type = LedgerSQLite
+	}
+	if c.Ledger.Type == LedgerPostgres {
+		if c.Ledger.Postgres == nil {
+			c.Ledger.Postgres = &PostgresLedger{}
+		}
+		if c.Ledger.Postgres.DSNEnv == "" {
+			c.Ledger.Postgres.DSNEnv = DefaultPostgresDSNEnv
+		}
+		if c.Ledger.Postgres.MaxConns == 0 {
+			c.Ledger.Postgres.MaxConns = postgres.DefaultMaxConns
+		}
+	}
 	d := api.DefaultLimits()
 	c.Limits.Requests.applyDefaults(d.Requests)
 	c.Limits.Certificates.applyDefaults(d.Certificates)

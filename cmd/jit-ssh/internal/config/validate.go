@@ -182,6 +182,7 @@ func (c *Server) Validate() (*Compiled, error) {
 		}
 		out.TrustedCAKeys = append(out.TrustedCAKeys, pub)
 	}
+	p = append(p, c.Ledger.validate()...)
 	p = append(p, c.Notify.validate()...)
 	p = append(p, c.WorkloadIdentity.validate()...)
 	p = append(p, c.Limits.Requests.validate("limits.requests")...)
@@ -392,6 +393,30 @@ func (n Notify) validate() []string {
 	}
 	if n.Timeout < 0 || time.Duration(n.Timeout) > maxNotifyTimeout {
 		p = append(p, "notify.timeout: must be between 0 (default "+notify.DefaultTimeout.String()+") and "+maxNotifyTimeout.String())
+	}
+	return p
+}
+
+// maxPostgresConns bounds ledger.postgres.max_conns.
+const maxPostgresConns = 1000
+
+func (l Ledger) validate() []string {
+	var p []string
+	switch l.Type {
+	case LedgerSQLite:
+		if l.Postgres != nil {
+			p = append(p, "ledger.postgres: only with ledger.type postgres (the ledger type is sqlite)")
+		}
+	case LedgerPostgres:
+		pg := l.Postgres
+		if !envNameRE().MatchString(pg.DSNEnv) {
+			p = append(p, fmt.Sprintf("ledger.postgres.dsn_env: %q is not an environment variable name", pg.DSNEnv))
+		}
+		if pg.MaxConns < 1 || pg.MaxConns > maxPostgresConns {
+			p = append(p, fmt.Sprintf("ledger.postgres.max_conns: must be between 1 and %d", maxPostgresConns))
+		}
+	default:
+		p = append(p, fmt.Sprintf("ledger.type: %q is not sqlite or postgres", l.Type))
 	}
 	return p
 }

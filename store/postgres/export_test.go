@@ -1,0 +1,19 @@
+package postgres
+
+// SetBeforeCommit sets the hook run before each certificate batch's commit
+// with its size.
+func (d *DB) SetBeforeCommit(h func(n int)) { d.gc.beforeCommit = h }
+
+// QueuedCertificates is how many certificates wait for the next batch.
+func (d *DB) QueuedCertificates() int {
+	d.gc.mu.Lock()
+	defer d.gc.mu.Unlock()
+	return len(d.gc.queue)
+}
+
+// CertificateBatches is how many certificate batches ran.
+func (d *DB) CertificateBatches() int {
+	d.gc.mu.Lock()
+	defer d.gc.mu.Unlock()
+	return d.gc.batches
+}
