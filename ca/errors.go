@@ -30,6 +30,9 @@ var (
 	ErrNotFound = errors.New("ca: no such record")
 	// ErrConflict: the record changed since it was read.
 	ErrConflict = errors.New("ca: record changed concurrently")
+	// ErrDuplicate: a record with the same unique key (a certificate's
+	// serial) exists already; Issue signs again under a new serial.
+	ErrDuplicate = errors.New("ca: duplicate key")
 )
 
 // Errors an identity provider returns (approval.Directory's

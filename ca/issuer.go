@@ -100,6 +100,46 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 		return nil, nil, err
 	}
 	now := i.now()
+	// A random 64-bit serial that is already in the ledger (the ledger's
+	// unique key refuses it) is signed again under a new one: a serial is
+	// never issued twice, and a collision costs one more signature, not
+	// the caller's certificate. The refused certificate never leaves.
+	var rec *Certificate
+	var cert *ssh.Certificate
+	for attempt := 1; ; attempt++ {
+		var err error
+		rec, cert, err = i.signAndRecord(ctx, g, subject, now)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrDuplicate) {
+			return nil, nil, err
+		}
+		if attempt == maxSerialAttempts {
+			return nil, nil, fmt.Errorf("%w: %d serials in a row were taken: %w", ErrLedgerUnavailable, attempt, err)
+		}
+		i.log.LogAttrs(ctx, slog.LevelWarn, "serial already in the ledger; signing again under a new one",
+			slog.String("request_id", g.RequestID), slog.Int("attempt", attempt))
+	}
+	i.log.LogAttrs(ctx, slog.LevelInfo, "certificate issued",
+		slog.String("serial", fmt.Sprint(rec.Serial)),
+		slog.String("key_id", rec.KeyID),
+		slog.String("host_group", rec.HostGroup),
+		slog.String("requester", rec.Requester),
+		slog.String("request_id", rec.RequestID),
+		slog.Any("approvers", rec.Approvers),
+		slog.String("fingerprint", rec.Fingerprint),
+		slog.Time("valid_before", rec.ValidBefore))
+	return rec, cert, nil
+}
+
+// maxSerialAttempts bounds how often Issue signs again after a serial
+// collision (at 2^-64 a draw, a second is already beyond belief; the bound
+// keeps a ledger that refuses every serial from looping).
+const maxSerialAttempts = 3
+
+// signAndRecord is one attempt of Issue: template, sign, verify, record.
+func (i *Issuer) signAndRecord(ctx context.Context, g Grant, subject ssh.PublicKey, now time.Time) (*Certificate, *ssh.Certificate, error) {
 	tmpl, err := Template(g, subject, now, i.skew, i.rand)
 	if err != nil {
 		return nil, nil, err
@@ -148,17 +188,11 @@ func (i *Issuer) Issue(ctx context.Context, g Grant, subject ssh.PublicKey) (*Ce
 		if errors.Is(err, ErrGrantEnded) {
 			return nil, nil, err // ended while signing: a refusal, not an outage
 		}
+		if errors.Is(err, ErrDuplicate) {
+			return nil, nil, err // a serial collision: Issue signs again
+		}
 		return nil, nil, fmt.Errorf("%w: %w", ErrLedgerUnavailable, err)
 	}
-	i.log.LogAttrs(ctx, slog.LevelInfo, "certificate issued",
-		slog.String("serial", fmt.Sprint(rec.Serial)),
-		slog.String("key_id", rec.KeyID),
-		slog.String("host_group", rec.HostGroup),
-		slog.String("requester", rec.Requester),
-		slog.String("request_id", rec.RequestID),
-		slog.Any("approvers", rec.Approvers),
-		slog.String("fingerprint", rec.Fingerprint),
-		slog.Time("valid_before", rec.ValidBefore))
 	return rec, cert, nil
 }
 

@@ -609,3 +609,51 @@ func TestIssueGrantEndedWhileSigning(t *testing.T) {
 		t.Errorf("Issue error = %v, want ca.ErrGrantEnded and not ca.ErrLedgerUnavailable", err)
 	}
 }
+
+// dupLedger refuses the first dups serials as taken, as a ledger's unique
+// key refuses a serial it holds already.
+type dupLedger struct {
+	memLedger
+	dups    int
+	refused []uint64
+}
+
+func (l *dupLedger) RecordCertificate(ctx context.Context, c *ca.Certificate) error {
+	if len(l.refused) < l.dups {
+		l.refused = append(l.refused, c.Serial)
+		return fmt.Errorf("%w: serial %d is recorded already", ca.ErrDuplicate, c.Serial)
+	}
+	return l.memLedger.RecordCertificate(ctx, c)
+}
+
+// TestIssueSignsAgainOnSerialCollision: a serial the ledger already holds
+// is never handed out; Issue signs again under a new serial, and gives up
+// (ledger unavailable) when the ledger refuses every one.
+func TestIssueSignsAgainOnSerialCollision(t *testing.T) {
+	t.Run("one collision", func(t *testing.T) {
+		ledger := &dupLedger{dups: 1}
+		iss := ca.NewIssuer(newFileSigner(t), ledger, ca.WithClock(fixedClock(t0)))
+		rec, cert, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
+		if err != nil {
+			t.Fatalf("Issue: %v", err)
+		}
+		got := ledger.recorded()
+		if len(got) != 1 || got[0].Serial != cert.Serial || rec.Serial != cert.Serial {
+			t.Fatalf("recorded %v, returned serial %d: want exactly the returned certificate recorded", got, cert.Serial)
+		}
+		if len(ledger.refused) != 1 || ledger.refused[0] == cert.Serial {
+			t.Errorf("refused serials %v, returned %d: want the second attempt under a new serial", ledger.refused, cert.Serial)
+		}
+	})
+	t.Run("every serial taken", func(t *testing.T) {
+		ledger := &dupLedger{dups: 100}
+		iss := ca.NewIssuer(newFileSigner(t), ledger, ca.WithClock(fixedClock(t0)))
+		rec, cert, err := iss.Issue(t.Context(), testGrant(), newEd25519(t))
+		if rec != nil || cert != nil || !errors.Is(err, ca.ErrLedgerUnavailable) {
+			t.Fatalf("Issue = %v, %v, %v; want no certificate and ca.ErrLedgerUnavailable", rec, cert, err)
+		}
+		if len(ledger.refused) != 3 || len(ledger.recorded()) != 0 {
+			t.Errorf("attempts %d, recorded %d; want 3 attempts and nothing recorded", len(ledger.refused), len(ledger.recorded()))
+		}
+	})
+}

@@ -20,7 +20,7 @@ var (
 	// read-only, I/O error, locked too long). Maps to 503.
 	ErrUnavailable = ca.ErrLedgerUnavailable
 	// ErrDuplicate: a unique key (serial, request ID) already exists.
-	ErrDuplicate = errors.New("store: duplicate key")
+	ErrDuplicate = ca.ErrDuplicate
 	// ErrInUse: another process has the ledger open for writing.
 	ErrInUse = errors.New("store: ledger in use")
 	// ErrRowMismatch means a ledger row does not match the event log (it
