@@ -28,7 +28,7 @@ func (d *DB) RecordCertificate(_ context.Context, c *ca.Certificate) error {
 	if err != nil {
 		return err
 	}
-	op := &certOp{c: c, row: row, ev: store.CertificateIssuedEvent(c, &row), wake: make(chan bool, 1)}
+	op := &certOp{c: c, row: row, ev: store.CertificateIssuedEvent(c, &row)}
 	// The record must land even if the client has gone away: it is not
 	// cancelled with the caller.
 	if d.readOnly {

@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jit-ssh/jit-ssh/ca"
 	"github.com/jit-ssh/jit-ssh/store"
 )
-
-// maxBatch bounds how many certificates share one transaction.
-const maxBatch = 256
 
 // Group commit. Concurrent RecordCertificate calls share one transaction
 // and one commit, as with SQLite: the first caller to find no batch
@@ -26,14 +22,11 @@ const maxBatch = 256
 // that were recorded as another, then the commit. Each caller still
 // returns only once the transaction holding its own row committed.
 type groupCommit struct {
-	mu      sync.Mutex
-	queue   []*certOp
-	leading bool
+	store.GroupCommit[*certOp]
 
 	// beforeCommit, when set (tests only), runs before each batch's
 	// commit with the batch size.
 	beforeCommit func(n int)
-	batches      int // batches run (tests)
 }
 
 // certOp is one caller's certificate.
@@ -42,9 +35,6 @@ type certOp struct {
 	row store.CertRow
 	ev  ca.Event
 	err error
-	// wake receives false when the op's batch has finished (err is set)
-	// and true when the caller must lead the next batch.
-	wake chan bool
 }
 
 // sqlInsertCertIfOpen records a certificate only if its grant is open at
@@ -65,34 +55,7 @@ func (o *certOp) insertArgs() []any {
 // recordGrouped records op in a transaction it may share with other
 // concurrent callers.
 func (d *DB) recordGrouped(op *certOp) error {
-	g := &d.gc
-	g.mu.Lock()
-	g.queue = append(g.queue, op)
-	lead := !g.leading
-	g.leading = true
-	g.mu.Unlock()
-	if !lead && !<-op.wake {
-		return op.err
-	}
-	g.mu.Lock()
-	n := min(len(g.queue), maxBatch)
-	batch := g.queue[:n:n]
-	g.queue = g.queue[n:]
-	g.mu.Unlock()
-	d.commitBatch(batch)
-	g.mu.Lock()
-	g.batches++
-	if len(g.queue) > 0 {
-		g.queue[0].wake <- true
-	} else {
-		g.leading = false
-	}
-	g.mu.Unlock()
-	for _, o := range batch {
-		if o != op {
-			o.wake <- false
-		}
-	}
+	d.gc.Do(op, d.commitBatch)
 	return op.err
 }
 

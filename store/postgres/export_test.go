@@ -5,15 +5,7 @@ package postgres
 func (d *DB) SetBeforeCommit(h func(n int)) { d.gc.beforeCommit = h }
 
 // QueuedCertificates is how many certificates wait for the next batch.
-func (d *DB) QueuedCertificates() int {
-	d.gc.mu.Lock()
-	defer d.gc.mu.Unlock()
-	return len(d.gc.queue)
-}
+func (d *DB) QueuedCertificates() int { return d.gc.Queued() }
 
 // CertificateBatches is how many certificate batches ran.
-func (d *DB) CertificateBatches() int {
-	d.gc.mu.Lock()
-	defer d.gc.mu.Unlock()
-	return d.gc.batches
-}
+func (d *DB) CertificateBatches() int { return d.gc.Batches() }

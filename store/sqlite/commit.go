@@ -4,28 +4,21 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sync"
+
+	"github.com/jit-ssh/jit-ssh/store"
 )
 
-// maxBatch bounds how many writes share one transaction.
-const maxBatch = 256
-
 // groupCommit batches concurrent write transactions into one SQLite
-// transaction, so many certificates share one fsync of the WAL. Each caller
-// still returns only after the transaction holding its own write committed
-// (or with the error that kept it out). There is no background goroutine:
-// the first caller to find no batch running leads, commits whatever is
-// queued, and hands the lead to the oldest caller still waiting.
+// transaction, so many certificates share one fsync of the WAL
+// (store.GroupCommit: the first caller leads, commits whatever is queued and
+// hands the lead on). Each caller still returns only after the transaction
+// holding its own write committed (or with the error that kept it out).
 type groupCommit struct {
-	mu      sync.Mutex
-	queue   []*commitOp
-	leading bool
+	store.GroupCommit[*commitOp]
 
 	// beforeCommit, when set (tests only), runs before each batch's commit
 	// with the batch size; an error fails the batch.
 	beforeCommit func(n int) error
-	// batches counts committed or failed batches (tests and benchmarks).
-	batches int
 }
 
 // commitOp is one caller's write.
@@ -33,9 +26,6 @@ type commitOp struct {
 	what string
 	fn   func(*sql.Tx, *chain) error
 	err  error
-	// wake receives false when the op's batch has finished (err is set)
-	// and true when the caller must lead the next batch.
-	wake chan bool
 }
 
 // writeGrouped runs fn like write, but in a transaction it may share with
@@ -45,36 +35,8 @@ type commitOp struct {
 // depend on other writes of the batch and should not be cancellable (the
 // caller's context is not the transaction's).
 func (d *DB) writeGrouped(what string, fn func(*sql.Tx, *chain) error) error {
-	op := &commitOp{what: what, fn: fn, wake: make(chan bool, 1)}
-	g := &d.gc
-	g.mu.Lock()
-	g.queue = append(g.queue, op)
-	lead := !g.leading
-	g.leading = true
-	g.mu.Unlock()
-	if !lead && !<-op.wake {
-		return op.err
-	}
-	// Lead: commit everything queued (including op), then pass the lead on.
-	g.mu.Lock()
-	n := min(len(g.queue), maxBatch)
-	batch := g.queue[:n:n]
-	g.queue = g.queue[n:]
-	g.mu.Unlock()
-	d.commitBatch(batch)
-	g.mu.Lock()
-	g.batches++
-	if len(g.queue) > 0 {
-		g.queue[0].wake <- true
-	} else {
-		g.leading = false
-	}
-	g.mu.Unlock()
-	for _, o := range batch {
-		if o != op {
-			o.wake <- false
-		}
-	}
+	op := &commitOp{what: what, fn: fn}
+	d.gc.Do(op, d.commitBatch)
 	return op.err
 }
 

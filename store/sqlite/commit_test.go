@@ -71,9 +71,7 @@ func holdFirstBatch(t *testing.T, d *DB, want int, then func(n int) error) {
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			d.gc.mu.Lock()
-			queued := len(d.gc.queue)
-			d.gc.mu.Unlock()
+			queued := d.gc.Queued()
 			if queued == want {
 				return nil
 			}
@@ -99,10 +97,7 @@ func record(t *testing.T, d *DB, n int, cert func(uint64) *ca.Certificate, after
 	wg.Add(1)
 	go run(1)
 	for { // serial 1 must be the first batch's leader
-		d.gc.mu.Lock()
-		leading := d.gc.leading
-		d.gc.mu.Unlock()
-		if leading {
+		if d.gc.Leading() {
 			break
 		}
 		time.Sleep(time.Millisecond)
@@ -145,8 +140,8 @@ func TestGroupCommitReturnsOnlyAfterOwnCommit(t *testing.T) {
 			t.Errorf("serial %d: %v", s+1, err)
 		}
 	}
-	if d.gc.batches != 2 || len(batchSizes) != 1 || batchSizes[0] != n-1 {
-		t.Errorf("got %d batches (later sizes %v), want 2: the first writer alone, then the %d that queued behind it", d.gc.batches, batchSizes, n-1)
+	if d.gc.Batches() != 2 || len(batchSizes) != 1 || batchSizes[0] != n-1 {
+		t.Errorf("got %d batches (later sizes %v), want 2: the first writer alone, then the %d that queued behind it", d.gc.Batches(), batchSizes, n-1)
 	}
 	if _, err := d.Verify(t.Context()); err != nil {
 		t.Fatalf("Verify after group commit: %v", err)
