@@ -96,10 +96,7 @@ func record(t *testing.T, d *DB, n int, cert func(uint64) *ca.Certificate, after
 	}
 	wg.Add(1)
 	go run(1)
-	for { // serial 1 must be the first batch's leader
-		if d.gc.Leading() {
-			break
-		}
+	for !d.gc.Leading() { // serial 1 must be the first batch's leader
 		time.Sleep(time.Millisecond)
 	}
 	for s := uint64(2); s <= uint64(n); s++ { //nolint:gosec // small n
